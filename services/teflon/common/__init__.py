@@ -1,0 +1,1 @@
+"""Code shared by the webhook and the metrics server: wire models, Kubernetes access, logging, settings."""

@@ -1,0 +1,214 @@
+"""Asynchronous access to the Kubernetes API, and the only module that imports the Kubernetes client.
+
+The official client library is used for what it does best and what is easy to get wrong: finding and
+loading credentials (in-cluster ServiceAccount tokens with rotation, kubeconfig files with client
+certificates, tokens or exec plugins). Requests themselves go through one pooled ``httpx.AsyncClient``,
+so every caller stays on the event loop instead of parking threads on a synchronous client.
+
+Errors are raised as a small hierarchy that keeps the API server's ``Status`` body and chains the cause,
+so callers can branch on meaning (``NotFound``, ``Conflict``, ``TooManyRequests``) instead of codes.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+JSON = dict[str, Any]
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed; ``status`` is the HTTP code (0 when the server was not reached)."""
+
+    def __init__(self, message: str, *, status: int = 0, body: JSON | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body or {}
+
+    @property
+    def reason(self) -> str:
+        return str(self.body.get("reason", ""))
+
+
+class Unreachable(KubeError):
+    """The API server did not answer (connection refused, TLS failure, timeout)."""
+
+
+class BadRequest(KubeError):
+    """400 or 422: the request itself is wrong; retrying will not help."""
+
+
+class Unauthorized(KubeError):
+    """401: our credentials were rejected."""
+
+
+class Forbidden(KubeError):
+    """403: RBAC refuses the call."""
+
+
+class NotFound(KubeError):
+    """404: the object (or the resource type) does not exist."""
+
+
+class Conflict(KubeError):
+    """409: a precondition (UID, resourceVersion) failed or the object already exists."""
+
+
+class TooManyRequests(KubeError):
+    """429: throttled, or an eviction refused by a PodDisruptionBudget."""
+
+
+class ServerError(KubeError):
+    """5xx: the API server failed; retrying later may help."""
+
+
+_BY_STATUS: dict[int, type[KubeError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    422: BadRequest,
+    429: TooManyRequests,
+}
+
+RETRYABLE: tuple[type[KubeError], ...] = (Unreachable, ServerError, TooManyRequests)
+
+
+def error_for(status: int, body: JSON | None, what: str) -> KubeError:
+    """Build the typed error for an HTTP ``status`` with the server's ``Status`` ``body``."""
+    kind = _BY_STATUS.get(status, ServerError if status >= 500 else KubeError)
+    message = str((body or {}).get("message") or f"HTTP {status}")
+    return kind(f"{what}: {message}", status=status, body=body)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Where the API server is and how to prove who we are, as loaded by the client library."""
+
+    server: str
+    ca_file: str | None
+    cert_file: str | None
+    key_file: str | None
+    verify: bool
+    _configuration: Any
+
+    def authorization(self) -> str | None:
+        """The current ``Authorization`` header value; re-read each call so rotated tokens are used."""
+        value = self._configuration.get_api_key_with_prefix("authorization")
+        return str(value) if value else None
+
+
+def load_credentials(kubeconfig: str | None = None, context: str | None = None) -> Credentials:
+    """Load credentials from ``kubeconfig`` if given, else in-cluster, else the default kubeconfig.
+
+    Raises ``KubeError`` with a readable message when none can be found.
+    """
+    cfg = k8s_client.Configuration()
+    try:
+        if kubeconfig:
+            k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+        else:
+            try:
+                k8s_config.load_incluster_config(client_configuration=cfg)
+            except k8s_config.ConfigException:
+                k8s_config.load_kube_config(context=context, client_configuration=cfg)
+    except (k8s_config.ConfigException, OSError, TypeError, ValueError) as exc:
+        raise KubeError(f"no usable Kubernetes credentials: {exc}") from exc
+    return Credentials(
+        server=str(cfg.host).rstrip("/"),
+        ca_file=cfg.ssl_ca_cert,
+        cert_file=cfg.cert_file,
+        key_file=cfg.key_file,
+        verify=bool(cfg.verify_ssl),
+        _configuration=cfg,
+    )
+
+
+def _ssl_context(creds: Credentials) -> ssl.SSLContext | bool:
+    if not creds.server.startswith("https"):
+        return False
+    ctx = ssl.create_default_context(cafile=creds.ca_file) if creds.verify else ssl._create_unverified_context()  # noqa: S323
+    if creds.cert_file and creds.key_file:
+        ctx.load_cert_chain(creds.cert_file, creds.key_file)
+    return ctx
+
+
+class KubeClient:
+    """A small JSON client for the Kubernetes REST API.
+
+    ``request`` returns the decoded body, or raises a ``KubeError`` subclass. Nothing here retries:
+    callers decide what is safe to repeat.
+    """
+
+    def __init__(self, creds: Credentials, *, timeout: float = 10.0, user_agent: str = "teflon") -> None:
+        self._creds = creds
+        self._http = httpx.AsyncClient(
+            base_url=creds.server,
+            verify=_ssl_context(creds),
+            timeout=timeout,
+            headers={"User-Agent": user_agent, "Accept": "application/json"},
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
+        )
+
+    @classmethod
+    def from_config(cls, kubeconfig: str | None = None, *, timeout: float = 10.0) -> KubeClient:
+        return cls(load_credentials(kubeconfig), timeout=timeout)
+
+    @property
+    def server(self) -> str:
+        return self._creds.server
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int | bool] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> JSON:
+        headers = {"Content-Type": content_type}
+        auth = self._creds.authorization()
+        if auth:
+            headers["Authorization"] = auth
+        what = f"{method} {path}"
+        try:
+            resp = await self._http.request(method, path, params=params, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise Unreachable(f"{what}: {type(exc).__name__}: {exc}") from exc
+        try:
+            doc = resp.json() if resp.content else {}
+        except ValueError:
+            doc = {"message": resp.text[:500]}
+        if not isinstance(doc, dict):
+            doc = {"items": doc}
+        if resp.status_code >= 400:
+            raise error_for(resp.status_code, doc, what)
+        return doc
+
+    async def get(self, path: str, *, params: Mapping[str, str | int | bool] | None = None) -> JSON:
+        return await self.request("GET", path, params=params)
+
+    async def post(self, path: str, body: Any) -> JSON:
+        return await self.request("POST", path, body=body)
+
+    async def patch(self, path: str, body: Any, *, patch_type: str = "merge") -> JSON:
+        types = {
+            "merge": "application/merge-patch+json",
+            "strategic": "application/strategic-merge-patch+json",
+            "json": "application/json-patch+json",
+        }
+        return await self.request("PATCH", path, body=body, content_type=types[patch_type])
+
+    async def delete(self, path: str, body: Any = None) -> JSON:
+        return await self.request("DELETE", path, body=body)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
