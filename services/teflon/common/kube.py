@@ -134,7 +134,10 @@ def load_credentials(kubeconfig: str | None = None, context: str | None = None) 
 def _ssl_context(creds: Credentials) -> ssl.SSLContext | bool:
     if not creds.server.startswith("https"):
         return False
-    ctx = ssl.create_default_context(cafile=creds.ca_file) if creds.verify else ssl._create_unverified_context()  # noqa: S323
+    if creds.verify:
+        ctx = ssl.create_default_context(cafile=creds.ca_file)
+    else:  # the kubeconfig says insecure-skip-tls-verify; honour it as kubectl does
+        ctx = ssl._create_unverified_context()  # noqa: S323
     if creds.cert_file and creds.key_file:
         ctx.load_cert_chain(creds.cert_file, creds.key_file)
     return ctx

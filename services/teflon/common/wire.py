@@ -68,7 +68,7 @@ class RateEntry(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     namespace: str
-    kind: str = Field(description="Pod, Deployment, StatefulSet, DaemonSet, Job, CronJob, ReplicaSet or Namespace")
+    kind: str = Field(description="Pod, Deployment, StatefulSet, DaemonSet, Job, CronJob or Namespace")
     name: str
     count: int = Field(ge=0)
     last_seen: datetime | None = None
