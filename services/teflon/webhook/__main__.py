@@ -1,0 +1,93 @@
+"""``python -m teflon.webhook``: serve ingest and ops on their ports until SIGTERM, then drain.
+
+Both uvicorn servers run in one event loop with the service they share. Signals are handled here rather
+than by uvicorn, because two servers would each replace the other's handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+from collections.abc import Generator
+
+import uvicorn
+
+from teflon.common.kube import KubeClient, KubeError
+from teflon.common.logs import setup_logging
+from teflon.webhook.actions import ClusterActions, KubeClusterActions
+from teflon.webhook.app import create_app
+from teflon.webhook.settings import Settings
+
+log = logging.getLogger("teflon.webhook")
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def connect_cluster(settings: Settings) -> ClusterActions | None:
+    """Kubernetes access from ``KUBECONFIG`` or the pod's ServiceAccount; None when there is none."""
+    try:
+        client = KubeClient.from_config(settings.kubeconfig or None)
+    except KubeError as exc:
+        log.warning("no Kubernetes API configured: dry run decisions only", extra={"error": str(exc)})
+        return None
+    log.info("kubernetes API configured", extra={"server": client.server})
+    return KubeClusterActions(client, reporting_instance=settings.pod_name)
+
+
+def server_configs(settings: Settings, ingest: object, ops: object) -> tuple[uvicorn.Config, uvicorn.Config]:
+    tls: dict[str, object] = {}
+    if settings.tls_cert_file is not None:
+        tls = {"ssl_certfile": str(settings.tls_cert_file), "ssl_keyfile": str(settings.tls_key_file)}
+        if settings.tls_client_ca_file is not None:
+            tls |= {"ssl_ca_certs": str(settings.tls_client_ca_file), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    common: dict[str, object] = {
+        "lifespan": "off",
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+    }
+    return (
+        uvicorn.Config(ingest, host=settings.host, port=settings.port, **common, **tls),  # type: ignore[arg-type]
+        uvicorn.Config(ops, host=settings.host, port=settings.ops_port, **common),  # type: ignore[arg-type]
+    )
+
+
+async def serve(settings: Settings) -> None:
+    app = create_app(settings, actions=connect_cluster(settings))
+    ingest_cfg, ops_cfg = server_configs(settings, app.ingest, app.ops)
+    servers = [_Server(ingest_cfg), _Server(ops_cfg)]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with app.service.running():
+        tasks = [asyncio.create_task(s.serve()) for s in servers]
+        stopped = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        log.info("shutting down: no new alerts, draining the queue")
+        # Stop ingest first; the ops server keeps answering probes and scrapes while the queue drains.
+        servers[0].should_exit = True
+        await tasks[0]
+        app.service.accepting = False
+    servers[1].should_exit = True
+    await asyncio.gather(*tasks[1:], return_exceptions=True)
+    for task in done:
+        if task is not stopped and task.exception() is not None:
+            raise SystemExit(f"server failed: {task.exception()}")
+
+
+def main() -> None:
+    settings = Settings()
+    setup_logging(settings.log_level)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

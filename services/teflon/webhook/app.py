@@ -1,0 +1,288 @@
+"""The webhook's two HTTP faces, built by ``create_app``: ingest (Falco) and ops (probes, metrics, rates).
+
+Two apps on two ports rather than one: the ingest port may require client certificates, the ops port is
+plain cluster-internal HTTP, and neither must expose the other's routes. Routes are thin adapters over
+``WebhookService``; errors become HTTP answers only in the exception handlers at the bottom.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_fastapi_instrumentator import Instrumentator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from teflon.common.wire import Priority, RateScope, RateSnapshot, Signal
+from teflon.webhook.actions import ClusterActions
+from teflon.webhook.alert import Alert, AlertRejected, RejectReason, decode_body, parse_one
+from teflon.webhook.service import QueueFull, ShuttingDown, WebhookService
+from teflon.webhook.settings import Settings
+from teflon.webhook.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+_JSON_TYPES = frozenset({"", "application/json"})
+_NDJSON_TYPES = frozenset(
+    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
+)
+
+_STATUS = {
+    RejectReason.BODY_TOO_LARGE: 413,
+    RejectReason.UNSUPPORTED_MEDIA_TYPE: 415,
+    RejectReason.INVALID_JSON: 400,
+    RejectReason.EMPTY: 400,
+    RejectReason.INVALID_ALERT: 422,
+    RejectReason.UNKNOWN_PRIORITY: 422,
+    RejectReason.QUEUE_FULL: 503,
+}
+
+
+class RejectedItem(BaseModel):
+    index: int
+    reason: RejectReason
+    detail: str
+
+
+class IngestReply(BaseModel):
+    """Answer to an accepted request; a batch lists the items that failed validation, none lost silently."""
+
+    accepted: int
+    rejected: list[RejectedItem] = []
+
+
+class ErrorReply(BaseModel):
+    error: RejectReason | Literal["shutting_down"]
+    detail: str
+    accepted: int = 0
+    rejected: list[RejectedItem] = []
+
+
+class BatchRejected(Exception):
+    """Every alert of a request failed validation."""
+
+    def __init__(self, errors: list[AlertRejected]) -> None:
+        super().__init__(errors[0].detail)
+        self.errors = errors
+
+
+class RatesQuery(BaseModel):
+    """Query of ``GET /v1/rates`` (docs/design.md)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    scope: RateScope
+    signal: Signal = Signal.ALERTS
+    window: Literal[60, 300] = 60
+    namespace: str | None = None
+    kind: str | None = None
+    name: str | None = None
+    min_priority: Priority | None = Field(default=None, alias="minPriority")
+    rule: str | None = None
+
+    @field_validator("min_priority", mode="before")
+    @classmethod
+    def _priority(cls, value: object) -> object:
+        return Priority.parse(value) if isinstance(value, str) else value
+
+
+@dataclass
+class WebhookApp:
+    """What ``create_app`` builds: both ASGI apps and the service they share."""
+
+    ingest: FastAPI
+    ops: FastAPI
+    service: WebhookService
+    registry: CollectorRegistry
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing it as soon as it is known to exceed ``limit`` bytes (before parsing)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise AlertRejected(
+            RejectReason.BODY_TOO_LARGE, f"body of {declared} bytes is over the limit of {limit}"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise AlertRejected(RejectReason.BODY_TOO_LARGE, f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_request(body: bytes, content_type: str) -> tuple[list[Alert], list[AlertRejected]]:
+    """Alerts from one request body, and the items that failed validation."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    ndjson = media in _NDJSON_TYPES
+    if not (ndjson or media in _JSON_TYPES or media.endswith("+json")):
+        hint = " (set json_output: true in falco.yaml)" if media == "text/plain" else ""
+        raise AlertRejected(
+            RejectReason.UNSUPPORTED_MEDIA_TYPE,
+            f"content type {media!r} is not accepted; send JSON alerts{hint}",
+        )
+    docs = decode_body(body, ndjson=ndjson)
+    if not docs:
+        raise AlertRejected(RejectReason.EMPTY, "the batch holds no alerts")
+    received = datetime.now(UTC)
+    alerts: list[Alert] = []
+    errors: list[AlertRejected] = []
+    batch = len(docs) > 1 or body.lstrip()[:1] == b"["
+    for i, doc in enumerate(docs):
+        try:
+            alerts.append(parse_one(doc, received=received, index=i if batch else None))
+        except AlertRejected as exc:
+            errors.append(exc)
+    return alerts, errors
+
+
+def _items(errors: list[AlertRejected]) -> list[RejectedItem]:
+    return [
+        RejectedItem(index=e.index or 0, reason=e.reason, detail=e.detail)
+        for e in errors
+        if e.index is not None
+    ]
+
+
+def _ingest_router(service: WebhookService, settings: Settings, telemetry: Telemetry) -> APIRouter:
+    router = APIRouter()
+
+    async def ingest(request: Request) -> IngestReply:
+        body = await read_body(request, settings.max_body_bytes)
+        alerts, errors = parse_request(body, request.headers.get("content-type", ""))
+        if not alerts:
+            raise BatchRejected(errors)
+        for err in errors:
+            telemetry.rejected.labels(err.reason.value).inc()
+        if errors:
+            log.warning(
+                "alerts rejected from a batch",
+                extra={"accepted": len(alerts), "rejected": len(errors), "first_error": errors[0].detail},
+            )
+        service.submit(alerts)
+        return IngestReply(accepted=len(alerts), rejected=_items(errors))
+
+    for path in ("/v1/falco", "/"):
+        router.add_api_route(
+            path,
+            ingest,
+            methods=["POST"],
+            status_code=202,
+            response_model=IngestReply,
+            summary="Receive Falco alerts",
+        )
+    return router
+
+
+def _ops_router(service: WebhookService, telemetry: Telemetry) -> APIRouter:
+    router = APIRouter()
+    hostname = service.settings.pod_name or socket.gethostname()
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ok, checks = await service.ready()
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get("/v1/rates")
+    async def rates(query: Annotated[RatesQuery, Query()]) -> RateSnapshot:
+        entries = service.rates.entries(
+            query.scope,
+            query.signal,
+            query.window,
+            namespace=query.namespace,
+            kind=query.kind,
+            name=query.name,
+            min_priority=query.min_priority,
+            rule=query.rule,
+        )
+        return RateSnapshot(
+            scope=query.scope,
+            signal=query.signal,
+            window_seconds=query.window,
+            generated_at=datetime.now(UTC),
+            replica=hostname,
+            complete=service.rates.complete,
+            entries=entries,
+        )
+
+    return router
+
+
+def _install_handlers(app: FastAPI, telemetry: Telemetry) -> None:
+    async def rejected(_request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, AlertRejected):  # pragma: no cover - registered for this type only
+            raise exc
+        telemetry.rejected.labels(exc.reason.value).inc()
+        log.warning("alert rejected", extra={"reason": exc.reason.value, "detail": exc.detail})
+        reply = ErrorReply(error=exc.reason, detail=exc.detail)
+        return JSONResponse(reply.model_dump(mode="json"), status_code=_STATUS[exc.reason])
+
+    async def batch_rejected(_request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, BatchRejected):  # pragma: no cover - registered for this type only
+            raise exc
+        for err in exc.errors:
+            telemetry.rejected.labels(err.reason.value).inc()
+        first = exc.errors[0]
+        log.warning(
+            "alert rejected",
+            extra={"reason": first.reason.value, "detail": first.detail, "rejected": len(exc.errors)},
+        )
+        reply = ErrorReply(error=first.reason, detail=first.detail, rejected=_items(exc.errors))
+        return JSONResponse(reply.model_dump(mode="json"), status_code=_STATUS[first.reason])
+
+    async def queue_full(_request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, QueueFull):  # pragma: no cover - registered for this type only
+            raise exc
+        telemetry.rejected.labels(RejectReason.QUEUE_FULL.value).inc(exc.dropped)
+        log.warning(
+            "alert queue full; alerts dropped", extra={"dropped": exc.dropped, "accepted": exc.accepted}
+        )
+        reply = ErrorReply(error=RejectReason.QUEUE_FULL, detail=str(exc), accepted=exc.accepted)
+        return JSONResponse(reply.model_dump(mode="json"), status_code=503, headers={"Retry-After": "1"})
+
+    async def shutting_down(_request: Request, exc: Exception) -> JSONResponse:
+        reply = ErrorReply(error="shutting_down", detail=str(exc))
+        return JSONResponse(reply.model_dump(mode="json"), status_code=503)
+
+    app.add_exception_handler(AlertRejected, rejected)
+    app.add_exception_handler(BatchRejected, batch_rejected)
+    app.add_exception_handler(QueueFull, queue_full)
+    app.add_exception_handler(ShuttingDown, shutting_down)
+
+
+def create_app(
+    settings: Settings, *, actions: ClusterActions | None = None, registry: CollectorRegistry | None = None
+) -> WebhookApp:
+    """Build the ingest and ops apps around one ``WebhookService``.
+
+    ``actions`` is the cluster to act on (None: no cluster, dry run only); ``registry`` receives every
+    instrument (a fresh one by default, so apps never share counters).
+    """
+    registry = registry if registry is not None else CollectorRegistry()
+    telemetry = Telemetry(registry, namespace_label=settings.metrics_namespace_label)
+    service = WebhookService(settings, telemetry=telemetry, actions=actions)
+
+    ingest = FastAPI(title="teflon webhook ingest", docs_url=None, redoc_url=None, openapi_url=None)
+    ingest.include_router(_ingest_router(service, settings, telemetry))
+    _install_handlers(ingest, telemetry)
+    Instrumentator(registry=registry, should_group_status_codes=False).instrument(ingest)
+
+    ops = FastAPI(title="teflon webhook ops", docs_url=None, redoc_url=None)
+    ops.include_router(_ops_router(service, telemetry))
+    return WebhookApp(ingest=ingest, ops=ops, service=service, registry=registry)

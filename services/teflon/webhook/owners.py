@@ -1,0 +1,129 @@
+"""Which workload a pod belongs to, through its ownerReferences, with a TTL cache.
+
+Pod → ReplicaSet → Deployment, Pod → Job → CronJob, or Pod → StatefulSet/DaemonSet/other controller.
+Lookups are cached (and concurrent lookups of the same object share one request) because a noisy pod can
+raise hundreds of alerts a second and each one is counted against its workload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from teflon.common.kube import JSON, KubeError
+from teflon.webhook.actions import ClusterActions
+from teflon.webhook.rates import Workload
+
+log = logging.getLogger(__name__)
+
+# A ReplicaSet made by a Deployment, or a Job made by a CronJob, is reported as its parent.
+_PARENTS = {"ReplicaSet": "Deployment", "Job": "CronJob"}
+
+
+def controller_ref(obj: JSON) -> JSON | None:
+    """The ownerReference with ``controller: true``, if any."""
+    for ref in obj.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return dict(ref)
+    return None
+
+
+class _TTLCache:
+    def __init__(self, ttl: float, cap: int, clock: Callable[[], float]) -> None:
+        self.ttl, self.cap, self.clock = ttl, cap, clock
+        self._data: OrderedDict[tuple[str, ...], tuple[float, Any]] = OrderedDict()
+
+    def get(self, key: tuple[str, ...]) -> tuple[bool, Any]:
+        hit = self._data.get(key)
+        if hit is None or self.clock() - hit[0] > self.ttl:
+            return False, None
+        return True, hit[1]
+
+    def put(self, key: tuple[str, ...], value: Any) -> None:
+        self._data[key] = (self.clock(), value)
+        self._data.move_to_end(key)
+        while len(self._data) > self.cap:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class OwnerResolver:
+    """Resolves pods to workloads; API failures give ``None`` (unknown), never an exception."""
+
+    def __init__(
+        self,
+        actions: ClusterActions,
+        *,
+        ttl_seconds: float = 300.0,
+        pod_ttl_seconds: float = 60.0,
+        cap: int = 20_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._actions = actions
+        self._owners = _TTLCache(ttl_seconds, cap, clock)
+        self._pods = _TTLCache(pod_ttl_seconds, cap, clock)
+        self._inflight: dict[tuple[str, ...], asyncio.Future[Workload | None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._owners) + len(self._pods)
+
+    async def workload_of(self, namespace: str, pod: JSON) -> Workload | None:
+        """The top-level controller of ``pod``; None for a bare pod or when it cannot be found out."""
+        ref = controller_ref(pod)
+        if ref is None:
+            return None
+        kind, name = str(ref.get("kind", "")), str(ref.get("name", ""))
+        parent_kind = _PARENTS.get(kind)
+        if parent_kind is None:
+            return Workload(kind, name)
+        key = ("owner", namespace, kind, name)
+        hit, cached = self._owners.get(key)
+        if hit:
+            return cached  # type: ignore[no-any-return]
+        try:
+            obj = await self._actions.get_owner(namespace, str(ref.get("apiVersion", "")), kind, name)
+        except KubeError as exc:
+            log.warning(
+                "owner lookup failed",
+                extra={"namespace": namespace, "kind": kind, "name": name, "error": str(exc)},
+            )
+            return Workload(kind, name)
+        parent = controller_ref(obj) if obj is not None else None
+        result = (
+            Workload(parent_kind, str(parent["name"]))
+            if parent and parent.get("kind") == parent_kind
+            else Workload(kind, name)
+        )
+        self._owners.put(key, result)
+        return result
+
+    async def workload_of_pod_name(self, namespace: str, pod_name: str) -> Workload | None:
+        """Like ``workload_of`` but starting from a name; cached briefly, one lookup in flight per pod."""
+        key = ("pod", namespace, pod_name)
+        hit, cached = self._pods.get(key)
+        if hit:
+            return cached  # type: ignore[no-any-return]
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Workload | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        result: Workload | None = None
+        try:
+            pod = await self._actions.get_pod(namespace, pod_name)
+            result = await self.workload_of(namespace, pod) if pod is not None else None
+            self._pods.put(key, result)
+        except KubeError as exc:
+            log.warning(
+                "pod lookup failed", extra={"namespace": namespace, "pod": pod_name, "error": str(exc)}
+            )
+        finally:
+            del self._inflight[key]
+            future.set_result(result)
+        return result

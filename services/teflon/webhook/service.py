@@ -1,0 +1,188 @@
+"""The webhook's moving parts in one place: the alert queue, its workers, the policy and housekeeping.
+
+Ingest only validates and enqueues (Falco waits for our answer on its single output thread, and ignores
+it anyway); workers take alerts off the queue and hand them to the ``Responder``. On shutdown the
+service stops accepting and drains the queue for at most ``drain_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+from teflon.common.wire import RateScope
+from teflon.webhook.actions import ClusterActions
+from teflon.webhook.alert import Alert
+from teflon.webhook.policy import Mode, Policy, PolicyStore
+from teflon.webhook.rates import RateTracker
+from teflon.webhook.responder import Responder
+from teflon.webhook.settings import Settings
+from teflon.webhook.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+_HOUSEKEEPING_SECONDS = 15.0
+
+
+class QueueFull(Exception):
+    """The alert queue is full; ``accepted`` alerts of the request made it in before it filled."""
+
+    def __init__(self, accepted: int, dropped: int) -> None:
+        super().__init__(f"alert queue full: {dropped} alert(s) dropped")
+        self.accepted = accepted
+        self.dropped = dropped
+
+
+class ShuttingDown(Exception):
+    """The service is draining and takes no new alerts."""
+
+
+class WebhookService:
+    """Owns the queue, the workers and the background loops; routes talk to it only."""
+
+    def __init__(self, settings: Settings, *, telemetry: Telemetry, actions: ClusterActions | None) -> None:
+        self.settings = settings
+        self.telemetry = telemetry
+        self.actions = actions
+        self.queue: asyncio.Queue[tuple[Alert, float]] = asyncio.Queue(maxsize=settings.queue_size)
+        self.policies = PolicyStore(
+            settings.policy_file, on_error=self._policy_failed, on_load=self._policy_loaded
+        )
+        self.rates = RateTracker(max_tracked=settings.rate_max_tracked, ttl_seconds=settings.rate_ttl_seconds)
+        self.responder = Responder(
+            policy=self.policy,
+            own_namespace=settings.namespace,
+            telemetry=telemetry,
+            rates=self.rates,
+            actions=actions,
+        )
+        self.accepting = False
+        self._tasks: list[asyncio.Task[None]] = []
+        telemetry.queue_capacity.set(settings.queue_size)
+        telemetry.queue_depth.set_function(self.queue.qsize)
+        telemetry.circuit_open.set_function(lambda: 1.0 if self.responder.circuit_open else 0.0)
+        for scope in RateScope:
+            telemetry.tracked.labels(scope.value).set_function(self._tracked_counter(scope))
+
+    def _tracked_counter(self, scope: RateScope) -> Callable[[], float]:
+        return lambda: float(self.rates.tracked(scope))
+
+    # --- policy ---
+
+    def policy(self) -> Policy | None:
+        return self.policies.policy
+
+    def _policy_failed(self, _error: str) -> None:
+        self.telemetry.policy_errors.inc()
+
+    def _policy_loaded(self, policy: Policy) -> None:
+        self.telemetry.policy_loaded.set(1)
+        self.telemetry.policy_enforce.set(1 if policy.mode is Mode.ENFORCE else 0)
+
+    # --- ingest ---
+
+    def submit(self, alerts: list[Alert]) -> None:
+        """Count and enqueue ``alerts``; raises ``QueueFull`` (with how many fitted) or ``ShuttingDown``."""
+        if not self.accepting:
+            raise ShuttingDown("the webhook is shutting down")
+        now = time.monotonic()
+        counter = self.telemetry.alerts
+        for i, alert in enumerate(alerts):
+            try:
+                self.queue.put_nowait((alert, now))
+            except asyncio.QueueFull:
+                raise QueueFull(accepted=i, dropped=len(alerts) - i) from None
+            counter.labels(
+                alert.rule, alert.priority.label, alert.source, self.telemetry.ns(alert.namespace)
+            ).inc()
+
+    # --- readiness ---
+
+    async def ready(self) -> tuple[bool, dict[str, object]]:
+        """Ready once a policy is loaded, and in enforce mode only while the Kubernetes API answers."""
+        policy = self.policies.policy
+        checks: dict[str, object] = {"policy": policy is not None, "accepting": self.accepting}
+        if policy is not None and policy.mode is Mode.ENFORCE:
+            ok = False
+            if self.actions is not None:
+                try:
+                    ok = await asyncio.wait_for(self.actions.reachable(), timeout=2.0)
+                except TimeoutError:
+                    ok = False
+            checks["kubernetes"] = ok
+        return all(bool(v) for v in checks.values()), checks
+
+    # --- lifecycle ---
+
+    async def _worker(self) -> None:
+        while True:
+            alert, received = await self.queue.get()
+            try:
+                await self.responder.handle(alert, received)
+            except Exception:
+                # A bug or an unexpected answer must cost one alert, never the worker.
+                log.exception(
+                    "alert processing failed",
+                    extra={"rule": alert.rule, "namespace": alert.namespace, "pod": alert.pod},
+                )
+            finally:
+                self.queue.task_done()
+
+    async def _housekeeping(self) -> None:
+        next_sweep = time.monotonic() + _HOUSEKEEPING_SECONDS
+        while True:
+            await asyncio.sleep(self.settings.policy_reload_seconds)
+            self.policies.load()
+            if time.monotonic() >= next_sweep:
+                before = self.rates.evicted_for_cap
+                dropped = self.rates.sweep()
+                self.telemetry.rate_evictions.labels("expired").inc(dropped)
+                self.telemetry.rate_evictions.labels("cap").inc(self.rates.evicted_for_cap - before)
+                next_sweep = time.monotonic() + _HOUSEKEEPING_SECONDS
+
+    async def start(self) -> None:
+        self.policies.load()
+        self.accepting = True
+        self._tasks = [
+            asyncio.create_task(self._worker(), name=f"worker-{i}") for i in range(self.settings.workers)
+        ]
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        log.info(
+            "webhook started",
+            extra={
+                "policy_loaded": self.policies.policy is not None,
+                "mode": self.policies.policy.mode.value if self.policies.policy else None,
+                "cluster": self.actions is not None,
+                "workers": self.settings.workers,
+            },
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, let the workers drain the queue (bounded by ``drain_seconds``), then stop."""
+        self.accepting = False
+        left = self.queue.qsize()
+        try:
+            await asyncio.wait_for(self.queue.join(), timeout=self.settings.drain_seconds)
+        except TimeoutError:
+            log.warning("drain timed out; alerts left unprocessed", extra={"left": self.queue.qsize()})
+        else:
+            log.info("queue drained", extra={"drained": left})
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self.actions is not None:
+            await self.actions.aclose()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[WebhookService]:
+        await self.start()
+        try:
+            yield self
+        finally:
+            await self.stop()

@@ -1,0 +1,103 @@
+"""Every Prometheus instrument the webhook exports, created on one registry per app.
+
+A registry per app (instead of the global default) lets each test start from zero and assert exact
+values. Labels are bounded: rule and priority come from the rules Falco loads, namespace can be switched
+off for clusters with many namespaces, and pod names or UIDs are never labels.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.process_collector import ProcessCollector
+
+NO_NAMESPACE = ""
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Telemetry:
+    """The webhook's instruments and the small helpers that keep label values bounded."""
+
+    def __init__(self, registry: CollectorRegistry, *, namespace_label: bool = True) -> None:
+        self.registry = registry
+        self.namespace_label = namespace_label
+        ProcessCollector(registry=registry)
+        self.alerts = Counter(
+            "teflon_webhook_alerts_total",
+            "Falco alerts accepted, by rule, priority, source and namespace",
+            ["rule", "priority", "source", "namespace"],
+            registry=registry,
+        )
+        self.actions = Counter(
+            "teflon_webhook_actions_total",
+            "Response decisions by action, result (applied, dry_run, skipped, ...), mode and namespace",
+            ["action", "result", "mode", "namespace"],
+            registry=registry,
+        )
+        self.skips = Counter(
+            "teflon_webhook_skips_total",
+            "Actions not taken, by the protection or limit that stopped them",
+            ["reason"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "teflon_webhook_alerts_rejected_total",
+            "Alerts or request bodies refused at ingest, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "teflon_webhook_queue_depth", "Alerts waiting to be processed", registry=registry
+        )
+        self.queue_capacity = Gauge(
+            "teflon_webhook_queue_capacity", "Size of the alert queue", registry=registry
+        )
+        self.action_latency = Histogram(
+            "teflon_webhook_action_latency_seconds",
+            "Time from receiving an alert to the Kubernetes API call for its action being done",
+            ["action"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.circuit_open = Gauge(
+            "teflon_webhook_circuit_breaker_open",
+            "1 while the circuit breaker has stopped all enforcement, else 0",
+            registry=registry,
+        )
+        self.tracked = Gauge(
+            "teflon_webhook_rate_tracked_objects",
+            "Objects with windowed alert counts held in memory, by scope",
+            ["scope"],
+            registry=registry,
+        )
+        self.rate_evictions = Counter(
+            "teflon_webhook_rate_evictions_total",
+            "Tracked objects dropped: expired (unseen for the TTL) or cap (memory limit reached)",
+            ["reason"],
+            registry=registry,
+        )
+        self.policy_loaded = Gauge(
+            "teflon_webhook_policy_loaded", "1 once a valid policy is in force", registry=registry
+        )
+        self.policy_enforce = Gauge(
+            "teflon_webhook_policy_enforce", "1 when the global policy mode is enforce", registry=registry
+        )
+        self.policy_errors = Counter(
+            "teflon_webhook_policy_reload_errors_total",
+            "Policy files that could not be loaded (the previous policy stayed in force)",
+            registry=registry,
+        )
+        self.events_failed = Counter(
+            "teflon_webhook_events_failed_total",
+            "Kubernetes Events that could not be recorded",
+            registry=registry,
+        )
+        self.node_mismatch = Counter(
+            "teflon_webhook_node_mismatch_total",
+            "Alerts naming a pod that runs on another node than the reporting Falco (suspicious)",
+            registry=registry,
+        )
+
+    def ns(self, namespace: str | None) -> str:
+        """The namespace label value, or empty when namespace labels are switched off."""
+        return (namespace or NO_NAMESPACE) if self.namespace_label else NO_NAMESPACE
