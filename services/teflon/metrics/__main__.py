@@ -1,0 +1,137 @@
+"""``python -m teflon.metrics``: the API server on its HTTPS port and probes/metrics on the ops port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from teflon.common import kube
+from teflon.common.logs import setup_logging
+from teflon.metrics.app import Components, create_app, create_ops_app
+from teflon.metrics.auth import (
+    AuthConfigSource,
+    Authenticator,
+    AuthError,
+    Authorizer,
+    KubeAccessReviewer,
+    KubeTokenReviewer,
+)
+from teflon.metrics.backends import Backend
+from teflon.metrics.backends.prometheus import prometheus_backend
+from teflon.metrics.backends.sysdig import sysdig_backend
+from teflon.metrics.backends.teflon import EndpointSliceReplicas, TeflonRates
+from teflon.metrics.config import ConfigError, MetricsConfig, load_config
+from teflon.metrics.provider import ConfiguredProvider
+from teflon.metrics.resources import KubeObjects
+from teflon.metrics.settings import Settings
+from teflon.metrics.telemetry import Telemetry
+from teflon.metrics.tls import ServerTLS, https_config
+
+log = logging.getLogger("teflon.metrics")
+
+CERT_CHECK_SECONDS = 30.0
+
+
+def build_backends(
+    config: MetricsConfig, client: kube.KubeClient, telemetry: Telemetry
+) -> dict[str, Backend]:
+    backends: dict[str, Backend] = {}
+    b = config.backends
+    if b.teflon is not None:
+        finder = EndpointSliceReplicas(client, b.teflon.namespace, b.teflon.service, b.teflon.port_name)
+        backends["teflon"] = TeflonRates(b.teflon, finder, telemetry)
+    if b.prometheus is not None:
+        backends["prometheus"] = prometheus_backend(b.prometheus, telemetry)
+    if b.sysdig is not None:
+        backends["sysdig"] = sysdig_backend(b.sysdig, telemetry)
+    return backends
+
+
+async def _refresh_until_loaded(source: AuthConfigSource, every: float) -> None:
+    while True:
+        try:
+            await source.refresh()
+            break
+        except AuthError as exc:
+            log.warning("authentication config not loaded yet; not ready", extra={"error": str(exc)})
+            await asyncio.sleep(min(every, 5.0))
+    await source.run(every)
+
+
+async def _watch_cert(server_tls: ServerTLS) -> None:
+    while True:
+        await asyncio.sleep(CERT_CHECK_SECONDS)
+        server_tls.reload_if_changed()
+
+
+async def serve(settings: Settings) -> None:
+    if not (settings.tls_cert_file and settings.tls_key_file):
+        raise ConfigError("TEFLON_METRICS_TLS_CERT_FILE and TEFLON_METRICS_TLS_KEY_FILE are required")
+    config = load_config(settings.config_file)
+    server_tls = ServerTLS(settings.tls_cert_file, settings.tls_key_file)
+    client = kube.KubeClient.from_config(settings.kubeconfig or None, timeout=4.0)
+    registry = CollectorRegistry()
+    telemetry = Telemetry(registry)
+    source = AuthConfigSource(client, on_change=lambda cfg: server_tls.trust_client_cas(cfg.all_cas()))
+    backends = build_backends(config, client, telemetry)
+    components = Components(
+        provider=ConfiguredProvider(config, backends, KubeObjects(client), telemetry),
+        authenticator=Authenticator(source, KubeTokenReviewer(client), telemetry),
+        authorizer=Authorizer(KubeAccessReviewer(client, ttl=settings.authz_cache_seconds)),
+        telemetry=telemetry,
+        registry=registry,
+        ready=lambda: source.current is not None,
+    )
+    api = uvicorn.Server(
+        https_config(
+            create_app(settings, components), host=settings.host, port=settings.port, server_tls=server_tls
+        )
+    )
+    ops = uvicorn.Server(
+        uvicorn.Config(
+            create_ops_app(settings, components), host=settings.host, port=settings.ops_port, log_config=None
+        )
+    )
+    background = [
+        asyncio.create_task(_refresh_until_loaded(source, settings.auth_refresh_seconds)),
+        asyncio.create_task(_watch_cert(server_tls)),
+    ]
+    log.info(
+        "metrics server starting",
+        extra={"port": settings.port, "ops_port": settings.ops_port, "metrics": len(config.all_metrics())},
+    )
+    try:
+        await asyncio.gather(api.serve(), ops.serve())
+    finally:
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for backend in backends.values():
+            await backend.aclose()
+        await client.aclose()
+
+
+def main() -> int:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"teflon metrics: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except (ConfigError, kube.KubeError, OSError) as exc:
+        log.error("metrics server cannot start", extra={"error": str(exc)})  # noqa: TRY400
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

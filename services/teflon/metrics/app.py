@@ -1,0 +1,394 @@
+"""The HTTP layer: the API app (HTTPS, authenticated) and the ops app (plain HTTP, probes and scrapes).
+
+Routes are adapters: they parse the URL into a ``MetricPath``, authenticate and authorize it, ask the
+``MetricsProvider``, and shape the answer for the requested version. Every error leaves through an
+exception handler as a Kubernetes ``Status`` object with the matching code.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+from prometheus_fastapi_instrumentator import Instrumentator
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from teflon.metrics import wire
+from teflon.metrics.auth import Attributes, Authenticator, AuthError, Authorizer, Headers, UserInfo
+from teflon.metrics.provider import (
+    ExternalValue,
+    MetricsError,
+    MetricsProvider,
+    MetricValue,
+)
+from teflon.metrics.selectors import Selector, SelectorError, parse_selector
+from teflon.metrics.settings import Settings
+from teflon.metrics.telemetry import Telemetry
+from teflon.metrics.tls import client_chain
+
+log = logging.getLogger(__name__)
+
+HEALTH_PATHS = ("/healthz", "/readyz", "/livez")
+_DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_CUSTOM = f"/apis/{wire.CUSTOM_GROUP}"
+_EXTERNAL = f"/apis/{wire.EXTERNAL_GROUP}"
+
+
+class Unauthenticated(Exception):
+    pass
+
+
+class Forbidden(Exception):
+    def __init__(self, message: str, details: wire.StatusDetails) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class PathNotFound(MetricsError):
+    reason, code = "NotFound", 404
+
+
+class BadRequestError(MetricsError):
+    reason, code = "BadRequest", 400
+
+
+@dataclass(frozen=True)
+class MetricPath:
+    """A custom metrics URL after ``/apis/custom.metrics.k8s.io/{version}/``."""
+
+    version: str
+    resource: str
+    namespace: str | None  # the namespace of namespaced objects; None for root-scoped ones
+    name: str  # "*" asks for every object the labelSelector selects
+    metric: str
+    attributes: Attributes
+
+
+def _request_attributes(group: str, version: str, parts: list[str]) -> Attributes:
+    """The SubjectAccessReview attributes of a resource path, as k8s.io/apiserver's RequestInfo does."""
+    namespace = ""
+    if parts[0] == "namespaces" and len(parts) > 1:
+        namespace = parts[1]
+        if len(parts) > 2:
+            parts = parts[2:]
+    return Attributes(
+        namespace=namespace,
+        group=group,
+        version=version,
+        resource=parts[0],
+        name=parts[1] if len(parts) > 1 else "",
+        subresource=parts[2] if len(parts) > 2 else "",
+    )
+
+
+def _check_name(value: str, what: str, *, star: bool = False) -> str:
+    if (star and value == "*") or (_DNS_NAME.match(value) and len(value) <= 253):
+        return value
+    raise PathNotFound(f"{what} {value!r} is not a valid Kubernetes name")
+
+
+def parse_metric_path(version: str, rest: str) -> MetricPath:
+    """Parse the part of a custom metrics URL after the version; ``PathNotFound`` if it is no metric URL."""
+    if version not in wire.CUSTOM_VERSIONS:
+        raise PathNotFound(f"the server could not find the requested resource (version {version})")
+    parts = [p for p in rest.split("/") if p]
+    attrs = _request_attributes(wire.CUSTOM_GROUP, version, parts) if parts else Attributes()
+    if len(parts) == 4 and parts[0] == "namespaces" and parts[2] == "metrics":
+        ns = _check_name(parts[1], "namespace")
+        return MetricPath(version, "namespaces", None, ns, parts[3], attrs)
+    if len(parts) == 5 and parts[0] == "namespaces":
+        ns = _check_name(parts[1], "namespace")
+        name = _check_name(parts[3], "object name", star=True)
+        return MetricPath(version, parts[2], ns, name, parts[4], attrs)
+    if len(parts) == 3:
+        name = _check_name(parts[1], "object name", star=True)
+        return MetricPath(version, parts[0], None, name, parts[2], attrs)
+    raise PathNotFound("the server could not find the requested resource")
+
+
+def path_kind(path: str) -> str:
+    """A bounded label for request latency: what kind of path was asked."""
+    if path in HEALTH_PATHS:
+        return "health"
+    if path.startswith(_EXTERNAL + "/"):
+        return "external" if path.count("/") >= 6 else "discovery"
+    if path.startswith(_CUSTOM + "/"):
+        depth = path.count("/")
+        if depth <= 3:
+            return "discovery"
+        return "selector" if "/*/" in path else "named"
+    if path in ("/apis", _CUSTOM, _EXTERNAL):
+        return "discovery"
+    return "other"
+
+
+def _status(code: int, reason: str, message: str, details: wire.StatusDetails | None = None) -> JSONResponse:
+    body = wire.Status(message=message, reason=reason, code=code, details=details)
+    return JSONResponse(wire.dump(body), status_code=code)
+
+
+def _json(model: BaseModel) -> JSONResponse:
+    return JSONResponse(wire.dump(model))
+
+
+def _selector_model(sel: Selector) -> wire.LabelSelector | None:
+    doc = sel.to_label_selector()
+    return None if doc is None else wire.LabelSelector.model_validate(doc)
+
+
+def metric_value_list(version: str, values: list[MetricValue]) -> BaseModel:
+    """The ``MetricValueList`` of ``version`` for ``values``."""
+    if version == "v1beta1":
+        return wire.MetricValueListV1Beta1(
+            items=[
+                wire.MetricValueV1Beta1(
+                    described_object=_ref(v),
+                    metric_name=v.metric,
+                    timestamp=wire.format_time(v.timestamp),
+                    window=v.window_seconds,
+                    value=wire.format_quantity(v.value),
+                    selector=_selector_model(v.selector),
+                )
+                for v in values
+            ]
+        )
+    return wire.MetricValueListV1Beta2(
+        items=[
+            wire.MetricValueV1Beta2(
+                described_object=_ref(v),
+                metric=wire.MetricIdentifier(name=v.metric, selector=_selector_model(v.selector)),
+                timestamp=wire.format_time(v.timestamp),
+                window_seconds=v.window_seconds,
+                value=wire.format_quantity(v.value),
+            )
+            for v in values
+        ]
+    )
+
+
+def _ref(v: MetricValue) -> wire.ObjectReference:
+    d = v.described
+    return wire.ObjectReference(kind=d.kind, namespace=d.namespace, name=d.name, api_version=d.api_version)
+
+
+def external_value_list(values: list[ExternalValue]) -> wire.ExternalMetricValueList:
+    return wire.ExternalMetricValueList(
+        items=[
+            wire.ExternalMetricValue(
+                metric_name=v.metric,
+                metric_labels=v.labels,
+                timestamp=wire.format_time(v.timestamp),
+                window=v.window_seconds,
+                value=wire.format_quantity(v.value),
+            )
+            for v in values
+        ]
+    )
+
+
+@dataclass
+class Components:
+    """What the apps need; built by ``__main__`` from settings, or by tests from fakes."""
+
+    provider: MetricsProvider
+    authenticator: Authenticator
+    authorizer: Authorizer
+    telemetry: Telemetry
+    registry: CollectorRegistry
+    ready: Callable[[], bool]
+
+
+def _parse_selector(text: str, what: str) -> Selector:
+    try:
+        return parse_selector(text)
+    except SelectorError as exc:
+        raise BadRequestError(f"{what}: {exc}") from exc
+
+
+class Gate:
+    """Authenticates and authorizes one request; raises what the error handlers turn into Status."""
+
+    def __init__(self, authenticator: Authenticator, authorizer: Authorizer) -> None:
+        self._authenticator = authenticator
+        self._authorizer = authorizer
+
+    async def check(self, request: Request, attrs: Attributes) -> UserInfo:
+        pairs = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.scope["headers"]]
+        user = await self._authenticator.authenticate(Headers(pairs), client_chain(request.scope))
+        if user is None:
+            raise Unauthenticated
+        allowed, reason = await self._authorizer.authorize(user, attrs)
+        if allowed:
+            return user
+        if attrs.path:
+            raise Forbidden(
+                f'forbidden: User "{user.name}" cannot get path "{attrs.path}"', wire.StatusDetails()
+            )
+        res = f"{attrs.resource}/{attrs.subresource}" if attrs.subresource else attrs.resource
+        where = f' in the namespace "{attrs.namespace}"' if attrs.namespace else ""
+        because = f": {reason}" if reason else ""
+        msg = (
+            f'{attrs.resource}.{attrs.group} "{attrs.name}" is forbidden: User "{user.name}" cannot get '
+            f'resource "{res}" in API group "{attrs.group}"{where}{because}'
+        )
+        raise Forbidden(msg, wire.StatusDetails(name=attrs.name, group=attrs.group, kind=attrs.resource))
+
+    async def discovery(self, request: Request) -> UserInfo:
+        return await self.check(request, Attributes(path=request.url.path))
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(MetricsError)
+    async def _metrics_error(_: Request, exc: MetricsError) -> JSONResponse:
+        if exc.code >= 500:
+            log.warning("metric request failed", extra={"error": str(exc)})
+        return _status(exc.code, exc.reason, str(exc))
+
+    @app.exception_handler(Unauthenticated)
+    async def _unauthenticated(_: Request, exc: Unauthenticated) -> JSONResponse:
+        return _status(401, "Unauthorized", "Unauthorized")
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:
+        return _status(403, "Forbidden", str(exc), exc.details)
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(_: Request, exc: AuthError) -> JSONResponse:
+        log.warning("authentication or authorization could not be decided", extra={"error": str(exc)})
+        return _status(500, "InternalError", f"Internal error occurred: {exc}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        reason = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "InternalError")
+        message = (
+            "the server could not find the requested resource" if exc.status_code == 404 else str(exc.detail)
+        )
+        return _status(exc.status_code, reason, message)
+
+
+def _add_discovery_routes(app: FastAPI, c: Components, gate: Gate) -> None:
+    @app.get("/apis")
+    async def apis(request: Request) -> JSONResponse:
+        await gate.discovery(request)
+        groups = [wire.api_group(wire.CUSTOM_GROUP, wire.CUSTOM_VERSIONS)]
+        if c.provider.list_all_external_metrics():
+            groups.append(wire.api_group(wire.EXTERNAL_GROUP, wire.EXTERNAL_VERSIONS))
+        return _json(wire.APIGroupList(groups=groups))
+
+    @app.get(_CUSTOM)
+    async def custom_group(request: Request) -> JSONResponse:
+        await gate.discovery(request)
+        return _json(wire.api_group(wire.CUSTOM_GROUP, wire.CUSTOM_VERSIONS))
+
+    @app.get(_CUSTOM + "/{version}")
+    async def custom_resources(version: str, request: Request) -> JSONResponse:
+        if version not in wire.CUSTOM_VERSIONS:
+            raise PathNotFound("the server could not find the requested resource")
+        await gate.discovery(request)
+        resources = [
+            wire.APIResource(name=f"{i.resource}/{i.metric}", namespaced=i.namespaced, kind="MetricValueList")
+            for i in c.provider.list_all_metrics()
+        ]
+        return _json(
+            wire.APIResourceList(group_version=f"{wire.CUSTOM_GROUP}/{version}", resources=resources)
+        )
+
+    @app.get(_EXTERNAL)
+    async def external_group(request: Request) -> JSONResponse:
+        await gate.discovery(request)
+        return _json(wire.api_group(wire.EXTERNAL_GROUP, wire.EXTERNAL_VERSIONS))
+
+    @app.get(_EXTERNAL + "/v1beta1")
+    async def external_resources(request: Request) -> JSONResponse:
+        await gate.discovery(request)
+        resources = [
+            wire.APIResource(name=name, namespaced=True, kind="ExternalMetricValueList")
+            for name in c.provider.list_all_external_metrics()
+        ]
+        return _json(
+            wire.APIResourceList(group_version=f"{wire.EXTERNAL_GROUP}/v1beta1", resources=resources)
+        )
+
+
+def _add_metric_routes(app: FastAPI, c: Components, gate: Gate) -> None:
+    @app.get(_CUSTOM + "/{version}/{rest:path}")
+    async def custom_metric(version: str, rest: str, request: Request) -> JSONResponse:
+        mp = parse_metric_path(version, rest)
+        await gate.check(request, mp.attributes)
+        q = request.query_params
+        metric_selector = _parse_selector(q.get("metricLabelSelector", ""), "metricLabelSelector")
+        if mp.name == "*":
+            label_selector = q.get("labelSelector", "")
+            _parse_selector(label_selector, "labelSelector")
+            values = await c.provider.get_metric_by_selector(
+                mp.resource, mp.namespace, label_selector, mp.metric, metric_selector
+            )
+        else:
+            values = [
+                await c.provider.get_metric_by_name(
+                    mp.resource, mp.namespace, mp.name, mp.metric, metric_selector
+                )
+            ]
+        return _json(metric_value_list(version, values))
+
+    @app.get(_EXTERNAL + "/v1beta1/namespaces/{namespace}/{metric}")
+    async def external_metric(namespace: str, metric: str, request: Request) -> JSONResponse:
+        _check_name(namespace, "namespace")
+        attrs = Attributes(namespace=namespace, group=wire.EXTERNAL_GROUP, version="v1beta1", resource=metric)
+        await gate.check(request, attrs)
+        # client-go lower-cases this path segment; configured names are lower-case too
+        selector = _parse_selector(request.query_params.get("labelSelector", ""), "labelSelector")
+        values = await c.provider.get_external_metric(namespace, metric.lower(), selector)
+        return _json(external_value_list(values))
+
+
+def create_app(settings: Settings, components: Components) -> FastAPI:
+    """The API app served on ``settings.port`` over HTTPS."""
+    c = components
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, title="teflon metrics")
+    Instrumentator(registry=c.registry, excluded_handlers=list(HEALTH_PATHS)).instrument(
+        app, metric_namespace="teflon", metric_subsystem="metrics"
+    )
+
+    @app.middleware("http")
+    async def _timing(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        c.telemetry.requests.labels(path_kind(request.url.path), str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    _add_error_handlers(app)
+    for path in HEALTH_PATHS:
+        app.add_api_route(path, _health(c, path), methods=["GET"], include_in_schema=False)
+    gate = Gate(c.authenticator, c.authorizer)
+    _add_discovery_routes(app, c, gate)
+    _add_metric_routes(app, c, gate)
+    return app
+
+
+def _health(c: Components, path: str) -> Callable[[], Awaitable[JSONResponse]]:
+    async def handler() -> JSONResponse:
+        if path == "/readyz" and not c.ready():
+            return JSONResponse({"status": "not ready"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    return handler
+
+
+def create_ops_app(settings: Settings, components: Components) -> FastAPI:
+    """The ops app on ``settings.ops_port``: probes and ``/metrics``, plain HTTP, no authentication."""
+    c = components
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, title="teflon metrics ops")
+    for path in HEALTH_PATHS:
+        app.add_api_route(path, _health(c, path), methods=["GET"], include_in_schema=False)
+    Instrumentator(registry=c.registry).expose(app, include_in_schema=False)
+    return app

@@ -1,0 +1,222 @@
+"""The built-in backend: Falco alert and response counts from the webhook's rate API.
+
+Every webhook replica keeps its own windowed counts, so the backend asks all of them, found through the
+webhook Service's EndpointSlices, and adds the counts up. Counts travel on the wire (not rates) so the
+sum is exact; the per-minute rate is computed here from the window that was asked for.
+
+One replica that fails makes the whole answer an error: a sum over the replicas that happened to answer
+would be a silently low number, and a low alert rate is exactly what must not be fabricated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+import httpx
+from pydantic import ValidationError
+
+from teflon.common import kube
+from teflon.common.wire import Priority, RateScope, RateSnapshot
+from teflon.metrics.backends import BackendError, InvalidMetricSelector, Series, Target
+from teflon.metrics.config import MetricDef, TeflonBackend
+from teflon.metrics.selectors import Selector
+from teflon.metrics.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+#: metricLabelSelector keys the rate API can filter on, and the query parameter each becomes.
+SELECTOR_KEYS = {"minPriority": "minPriority", "rule": "rule"}
+
+
+class ReplicaFinder(Protocol):
+    """Where the webhook replicas are: base URLs of their ops ports."""
+
+    async def replicas(self) -> list[str]: ...
+
+
+class StaticReplicas:
+    """A fixed list of replica base URLs (tests, benchmarks, out-of-cluster runs)."""
+
+    def __init__(self, urls: Sequence[str]) -> None:
+        self._urls = [u.rstrip("/") for u in urls]
+
+    async def replicas(self) -> list[str]:
+        return list(self._urls)
+
+
+class EndpointSliceReplicas:
+    """Ready endpoints of a Service's port, read from ``discovery.k8s.io/v1`` EndpointSlices."""
+
+    def __init__(self, client: kube.KubeClient, namespace: str, service: str, port_name: str) -> None:
+        self._client = client
+        self._namespace = namespace
+        self._service = service
+        self._port_name = port_name
+
+    async def replicas(self) -> list[str]:
+        path = f"/apis/discovery.k8s.io/v1/namespaces/{self._namespace}/endpointslices"
+        try:
+            doc = await self._client.get(
+                path, params={"labelSelector": f"kubernetes.io/service-name={self._service}"}
+            )
+        except kube.KubeError as exc:
+            raise BackendError(f"cannot list endpoints of {self._namespace}/{self._service}: {exc}") from exc
+        urls: set[str] = set()
+        for eps in doc.get("items", []):
+            port = next(
+                (p.get("port") for p in eps.get("ports") or [] if p.get("name", "") == self._port_name), None
+            )
+            if port is None:
+                continue
+            for ep in eps.get("endpoints") or []:
+                # ready unset means ready (the API documents nil as "unknown, treat as ready")
+                if (ep.get("conditions") or {}).get("ready") is False:
+                    continue
+                addresses = ep.get("addresses") or []
+                if addresses:
+                    host = addresses[0]
+                    host = f"[{host}]" if ":" in host else host
+                    urls.add(f"http://{host}:{port}")
+        return sorted(urls)
+
+
+def _filters(selector: Selector) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for req in selector.requirements:
+        param = SELECTOR_KEYS.get(req.key)
+        if param is None or req.op != "=":
+            raise InvalidMetricSelector(
+                f"the teflon backend filters on {' and '.join(f'{k}=<value>' for k in SELECTOR_KEYS)} "
+                f"only, not {req.key!r} ({req.op})"
+            )
+        if param == "minPriority":
+            try:
+                params[param] = Priority.parse(req.values[0]).label
+            except ValueError as exc:
+                raise InvalidMetricSelector(str(exc)) from exc
+        else:
+            params[param] = req.values[0]
+    return params
+
+
+class TeflonRates:
+    """``Backend`` over the webhook's ``GET /v1/rates`` on every replica."""
+
+    def __init__(
+        self,
+        cfg: TeflonBackend,
+        finder: ReplicaFinder,
+        telemetry: Telemetry,
+        *,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._cfg = cfg
+        self._finder = finder
+        self._telemetry = telemetry
+        self._http = http or httpx.AsyncClient(
+            timeout=cfg.timeout_seconds, limits=httpx.Limits(max_connections=64)
+        )
+
+    async def _ask(self, url: str, params: dict[str, str]) -> RateSnapshot:
+        try:
+            resp = await self._http.get(f"{url}/v1/rates", params=params)
+        except httpx.HTTPError as exc:
+            raise BackendError(f"webhook replica {url}: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code != 200:
+            raise BackendError(f"webhook replica {url}: HTTP {resp.status_code}: {resp.text[:200]}")
+        try:
+            snap = RateSnapshot.model_validate_json(resp.content)
+        except ValidationError as exc:
+            raise BackendError(f"webhook replica {url}: malformed rate snapshot: {exc}") from exc
+        if (
+            snap.scope.value != params["scope"]
+            or snap.signal.value != params["signal"]
+            or snap.window_seconds != int(params["window"])
+        ):
+            raise BackendError(
+                f"webhook replica {url} answered scope={snap.scope} signal={snap.signal} "
+                f"window={snap.window_seconds} for {params}"
+            )
+        if not snap.complete:
+            log.warning("webhook replica dropped tracked objects; counts may be low", extra={"url": url})
+        return snap
+
+    async def _counts(self, params: dict[str, str]) -> dict[tuple[str, str, str], int]:
+        urls = await self._finder.replicas()
+        if not urls:
+            raise BackendError("no ready webhook replica to ask for alert rates")
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._cfg.timeout_seconds):
+                snaps = await asyncio.gather(*(self._ask(u, params) for u in urls))
+        except TimeoutError as exc:
+            self._telemetry.backend_error("teflon", "timeout")
+            raise BackendError(
+                f"webhook replicas did not answer within {self._cfg.timeout_seconds}s"
+            ) from exc
+        except BackendError:
+            self._telemetry.backend_error("teflon", "error")
+            raise
+        finally:
+            self._telemetry.backend_latency("teflon", time.perf_counter() - started)
+        total: dict[tuple[str, str, str], int] = {}
+        for snap in snaps:
+            for e in snap.entries:
+                key = (e.namespace, e.kind, e.name)
+                total[key] = total.get(key, 0) + e.count
+        return total
+
+    async def fetch(self, metric: MetricDef, target: Target) -> dict[str, float]:
+        rtype = target.rtype
+        params = {
+            "signal": metric.signal.value,
+            "window": str(metric.window_seconds),
+            **_filters(target.metric_selector),
+        }
+        if rtype.resource == "namespaces":
+            params["scope"] = RateScope.NAMESPACE.value
+            if len(target.names) == 1:
+                params["namespace"] = target.names[0]
+        else:
+            params["scope"] = RateScope.POD.value if rtype.kind == "Pod" else RateScope.WORKLOAD.value
+            if target.namespace is not None:
+                params["namespace"] = target.namespace
+            if rtype.kind != "Pod":
+                params["kind"] = rtype.kind
+            if len(target.names) == 1:
+                params["name"] = target.names[0]
+        counts = await self._counts(params)
+        per_minute = 60.0 / metric.window_seconds
+        wanted = set(target.names)
+        out: dict[str, float] = {}
+        for (ns, kind, name), count in counts.items():
+            if rtype.resource == "namespaces":
+                if kind != "Namespace":
+                    continue
+                obj = name
+            else:
+                if kind != rtype.kind or (target.namespace is not None and ns != target.namespace):
+                    continue
+                obj = name
+            if obj in wanted:
+                out[obj] = out.get(obj, 0.0) + count * per_minute
+        return out
+
+    async def fetch_external(self, metric: MetricDef, namespace: str, selector: Selector) -> list[Series]:
+        params = {
+            "scope": RateScope.NAMESPACE.value,
+            "signal": metric.signal.value,
+            "window": str(metric.window_seconds),
+            "namespace": namespace,
+            **_filters(selector),
+        }
+        counts = await self._counts(params)
+        total = sum(c for (ns, kind, name), c in counts.items() if kind == "Namespace" and name == namespace)
+        return [Series({"namespace": namespace}, total * 60.0 / metric.window_seconds)]
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
