@@ -1,0 +1,97 @@
+{{/*
+teflon.preflight: fail the render early, with an ERROR: line that names the values to change, when
+values contradict each other. Called from preflight.yaml, which renders nothing itself.
+Usage: {{ include "teflon.preflight" . }}
+*/}}
+{{- define "teflon.preflight" -}}
+{{- $v := .Values -}}
+{{- if and $v.falco.enabled (not $v.webhook.enabled) -}}
+{{- fail "ERROR: falco.enabled is true but webhook.enabled is false: Falco's http_output would post alerts to a Service that does not exist. Enable the webhook or set falco.enabled=false." -}}
+{{- end -}}
+{{- if and (not $v.metrics.enabled) $v.autoscaling.targets -}}
+{{- fail "ERROR: autoscaling.targets is set but metrics.enabled is false: the HPAs would ask for custom metrics nobody serves. Enable the metrics server or remove the targets." -}}
+{{- end -}}
+{{- if and $v.webhook.enabled $v.webhook.podDisruptionBudget.enabled (ge (int $v.webhook.podDisruptionBudget.minAvailable) (int $v.webhook.replicas)) -}}
+{{- fail (printf "ERROR: webhook.podDisruptionBudget.minAvailable (%v) must be lower than webhook.replicas (%v), or no webhook pod can ever be evicted and node drains block. Raise webhook.replicas or disable the budget." $v.webhook.podDisruptionBudget.minAvailable $v.webhook.replicas) -}}
+{{- end -}}
+{{- if and $v.metrics.enabled $v.metrics.podDisruptionBudget.enabled (ge (int $v.metrics.podDisruptionBudget.minAvailable) (int $v.metrics.replicas)) -}}
+{{- fail (printf "ERROR: metrics.podDisruptionBudget.minAvailable (%v) must be lower than metrics.replicas (%v), or no metrics pod can ever be evicted and node drains block. Raise metrics.replicas or disable the budget." $v.metrics.podDisruptionBudget.minAvailable $v.metrics.replicas) -}}
+{{- end -}}
+{{- if and $v.webhook.enabled $v.webhook.networkPolicy.enabled (not $v.falco.enabled) (not $v.webhook.networkPolicy.ingestFrom) -}}
+{{- fail "ERROR: falco.enabled is false and webhook.networkPolicy.ingestFrom is empty: the NetworkPolicy would admit no Falco at all (an empty peer list cannot be rendered safely). List your Falco pods in webhook.networkPolicy.ingestFrom or disable webhook.networkPolicy." -}}
+{{- end -}}
+{{- if eq $v.tls.mode "secret" -}}
+{{- if and $v.metrics.enabled (not $v.metrics.apiService.insecureSkipTLSVerify) (not $v.metrics.tls.existingSecret) -}}
+{{- fail "ERROR: tls.mode is secret but metrics.tls.existingSecret is empty: name the Secret with the metrics server's serving certificate (tls.crt, tls.key)." -}}
+{{- end -}}
+{{- if and $v.webhook.tls.enabled (not (and $v.webhook.tls.existingSecret $v.webhook.tls.clientExistingSecret)) -}}
+{{- fail "ERROR: tls.mode is secret and webhook.tls.enabled is true: set both webhook.tls.existingSecret (webhook serving certificate + client CA) and webhook.tls.clientExistingSecret (Falco's client certificate)." -}}
+{{- end -}}
+{{- else -}}
+{{- if or $v.metrics.tls.existingSecret $v.metrics.tls.caBundle $v.webhook.tls.existingSecret $v.webhook.tls.clientExistingSecret -}}
+{{- fail (printf "ERROR: metrics.tls / webhook.tls name existing Secrets or a caBundle, but tls.mode is %s, which provides its own certificates. Set tls.mode=secret to use yours, or remove them." $v.tls.mode) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (ne $v.tls.mode "certManager") $v.tls.certManager.issuerRef -}}
+{{- fail (printf "ERROR: tls.certManager.issuerRef is set but tls.mode is %s; set tls.mode=certManager to use the issuer." $v.tls.mode) -}}
+{{- end -}}
+{{- $sysdig := $v.metrics.backends.sysdig -}}
+{{- if $sysdig.enabled -}}
+{{- if and $sysdig.token $sysdig.existingSecret -}}
+{{- fail "ERROR: set either metrics.backends.sysdig.token or metrics.backends.sysdig.existingSecret, not both." -}}
+{{- end -}}
+{{- if not (or $sysdig.token $sysdig.existingSecret) -}}
+{{- fail "ERROR: metrics.backends.sysdig.enabled is true but there is no token: set metrics.backends.sysdig.existingSecret (recommended) or metrics.backends.sysdig.token." -}}
+{{- end -}}
+{{- end -}}
+{{- $backends := dict "teflon" $v.webhook.enabled "prometheus" $v.metrics.backends.prometheus.enabled "sysdig" $sysdig.enabled -}}
+{{- range $v.metrics.definitions -}}
+{{- if not (index $backends .backend) -}}
+{{- fail (printf "ERROR: metric %q uses backend %q, which is not enabled (%s). Enable it or remove the metric from metrics.definitions." .name .backend (ternary "webhook.enabled" (printf "metrics.backends.%s.enabled" .backend) (eq .backend "teflon"))) -}}
+{{- end -}}
+{{- if and (ne .backend "teflon") (not .query) -}}
+{{- fail (printf "ERROR: metric %q uses backend %q and needs a query." .name .backend) -}}
+{{- end -}}
+{{- end -}}
+{{- $hpaNames := dict -}}
+{{- range $v.autoscaling.targets -}}
+{{- $key := printf "%s/%s" (.namespace | default $.Release.Namespace) .name -}}
+{{- if hasKey $hpaNames $key -}}
+{{- fail (printf "ERROR: autoscaling.targets lists the HPA %s twice." $key) -}}
+{{- end -}}
+{{- $_ := set $hpaNames $key true -}}
+{{- if and .minReplicas (gt (int .minReplicas) (int .maxReplicas)) -}}
+{{- fail (printf "ERROR: autoscaling.targets %s: minReplicas (%v) is greater than maxReplicas (%v)." $key .minReplicas .maxReplicas) -}}
+{{- end -}}
+{{- end -}}
+{{- if $v.metrics.enabled -}}
+{{- include "teflon.preflight.apiServiceOwners" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+teflon.preflight.apiServiceOwners: an APIService is cluster-wide and one per group version. If
+another release (prometheus-adapter, KEDA, a second teflon) already registered one we would render,
+installing would take it over silently and break that release. Only detectable where lookup works
+(helm install/upgrade against a cluster); `helm template` sees no cluster and skips the check.
+Usage: {{ include "teflon.preflight.apiServiceOwners" . }}
+*/}}
+{{- define "teflon.preflight.apiServiceOwners" -}}
+{{- range $api := include "teflon.metrics.apiServices" . | fromYamlArray -}}
+{{- $name := printf "%s.%s" $api.version $api.group -}}
+{{- $existing := lookup "apiregistration.k8s.io/v1" "APIService" "" $name -}}
+{{- if $existing -}}
+{{- $annotations := $existing.metadata.annotations | default dict -}}
+{{- $release := index $annotations "meta.helm.sh/release-name" | default "" -}}
+{{- $namespace := index $annotations "meta.helm.sh/release-namespace" | default "" -}}
+{{- if not (and (eq $release $.Release.Name) (eq $namespace $.Release.Namespace)) -}}
+{{- $service := "" -}}
+{{- if $existing.spec.service -}}
+{{- $service = printf "%s/%s" $existing.spec.service.namespace $existing.spec.service.name -}}
+{{- end -}}
+{{- $owner := ternary (printf "Helm release %s/%s" $namespace $release) "something outside Helm" (ne $release "") -}}
+{{- fail (printf "ERROR: the APIService %s already exists, served by %s and owned by %s. Only one server can answer %s/%s in a cluster: uninstall the other one (for example prometheus-adapter's custom metrics API) or set metrics.enabled=false." $name (default "kube-apiserver itself" $service) $owner $api.group $api.version) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
