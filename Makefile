@@ -5,6 +5,12 @@ SHELL := /bin/bash
 
 TOOLS_DIR := $(CURDIR)/.tools
 export PATH := $(TOOLS_DIR)/bin:$(CURDIR)/.venv/bin:$(PATH)
+# helm keeps its plugins (helm-unittest), repositories and caches inside .tools, never in $HOME.
+export HELM_PLUGINS := $(TOOLS_DIR)/helm/plugins
+export HELM_CONFIG_HOME := $(TOOLS_DIR)/helm/config
+export HELM_CACHE_HOME := $(TOOLS_DIR)/helm/cache
+export HELM_DATA_HOME := $(TOOLS_DIR)/helm/data
+export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help
 help: ## List the targets
@@ -17,6 +23,31 @@ tools: ## Install the pinned toolchain into .tools/ and .venv/ (cached by versio
 .PHONY: test
 test: tools ## Run every check and test the project has
 	@scripts/test.sh
+
+# --- checks (scripts/test.sh; `scripts/test.sh --list` names each check) ---
+.PHONY: lint
+lint: tools ## Lint: ruff, mypy --strict, import-linter, yamllint, shellcheck, hadolint, actionlint
+	@scripts/test.sh lint
+
+.PHONY: unit
+unit: tools ## pytest without the tests that need the local control plane
+	@scripts/test.sh unit
+
+.PHONY: pytest
+pytest: tools ## The whole pytest suite, cluster tests included
+	@scripts/test.sh pytest
+
+.PHONY: chart-lint
+chart-lint: tools ## Chart: ct lint + helm unittest, schema validation, helm 4 pass, README drift
+	@scripts/test.sh chart
+
+.PHONY: docs
+docs: tools ## Regenerate the chart README from values.yaml (helm-docs)
+	@helm-docs --chart-search-root charts
+
+.PHONY: fmt
+fmt: tools ## Format and auto-fix Python code (ruff)
+	@ruff format . && ruff check --fix .
 
 .PHONY: demo
 demo: ## Run the whole loop on a local control plane

