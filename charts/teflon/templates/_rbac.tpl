@@ -20,7 +20,7 @@ Usage: {{ include "teflon.webhook.enforcedActions" . | splitList "," }}
 
 {{/*
 teflon.webhook.rbacRules: the webhook's RBAC rules. Reads are always needed (the pod, its owners to
-find the workload and check minHealthyReplicas) and so are Events (every decision, dry run included,
+find the workload and check minHealthyReplicas; single objects by name, never lists) and so are Events (every decision, dry run included,
 is recorded on the pod). Each enabled action adds its own rule and nothing more.
 Usage: {{ include "teflon.webhook.rbacRules" . | nindent 2 }}
 */}}
@@ -28,14 +28,14 @@ Usage: {{ include "teflon.webhook.rbacRules" . | nindent 2 }}
 {{- $actions := include "teflon.webhook.enforcedActions" . | splitList "," -}}
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
+  verbs: [get]
 - apiGroups: [apps]
   resources: [replicasets, deployments, statefulsets, daemonsets]
   verbs: [get]
 - apiGroups: [batch]
-  resources: [jobs]
+  resources: [jobs, cronjobs]
   verbs: [get]
-- apiGroups: ["", events.k8s.io]
+- apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create]
 {{- if has "delete" $actions }}
@@ -55,8 +55,31 @@ Usage: {{ include "teflon.webhook.rbacRules" . | nindent 2 }}
   verbs: [patch]
 {{- end }}
 {{- if has "isolate" $actions }}
+{{- /* get and update: an isolation policy left from an earlier pod of the same name is re-pointed. */}}
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
-  verbs: [create]
+  verbs: [create, get, update]
 {{- end }}
+{{- end -}}
+
+{{/*
+teflon.metrics.resources: sorted "group/plural" of every resource a served metric describes: the
+definitions' resources, plus the teflon built-ins' when the webhook (the teflon backend) is enabled.
+The metrics server lists these (names only) to resolve label selectors and check that objects exist.
+Usage: {{ include "teflon.metrics.resources" . | fromYamlArray }}
+*/}}
+{{- define "teflon.metrics.resources" -}}
+{{- $names := list -}}
+{{- if .Values.webhook.enabled -}}
+{{- $names = list "pods" "deployments.apps" "statefulsets.apps" "daemonsets.apps" "namespaces" -}}
+{{- end -}}
+{{- range .Values.metrics.definitions -}}
+{{- $names = concat $names .resources -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range $names | uniq -}}
+{{- $parts := splitn "." 2 . -}}
+{{- $out = append $out (printf "%s/%s" (default "" $parts._1) $parts._0) -}}
+{{- end -}}
+{{- toYaml ($out | uniq | sortAlpha) -}}
 {{- end -}}

@@ -21,6 +21,9 @@ Usage: {{ include "teflon.metrics.config" . }}
 {{- end -}}
 {{- if $b.sysdig.enabled -}}
 {{- $sysdig := dict "tokenFile" "/etc/teflon/sysdig/token" "timeoutSeconds" $b.sysdig.timeoutSeconds -}}
+{{- if $b.sysdig.caFile -}}
+{{- $_ := set $sysdig "caFile" $b.sysdig.caFile -}}
+{{- end -}}
 {{- if $b.sysdig.url -}}
 {{- $_ := set $sysdig "url" $b.sysdig.url -}}
 {{- else -}}
