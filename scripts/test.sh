@@ -88,6 +88,11 @@ require_chart() {
 # requests (.github/workflows/ci.yaml), where there is a branch to compare with.
 check_ct-lint() {
   require_chart || return
+  # helm unittest passes on a chart without suites; a chart without unit tests is a failure here.
+  if ! compgen -G "$CHART/tests/*_test.yaml" >/dev/null; then
+    echo "no helm-unittest suites in $CHART/tests/*_test.yaml"
+    return 1
+  fi
   ct lint --config ct.yaml --charts "$CHART" --check-version-increment=false
 }
 
