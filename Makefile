@@ -52,3 +52,14 @@ fmt: tools ## Format and auto-fix Python code (ruff)
 .PHONY: demo
 demo: ## Run the whole loop on a local control plane
 	@scripts/demo.sh
+
+# --- local control plane ---
+.PHONY: cluster-up cluster-down cluster-status
+cluster-up: ## Start the local control plane (etcd, kube-apiserver, controllers, kwok); KUBECONFIG=.cluster/kubeconfig
+	@scripts/cluster.sh up
+
+cluster-down: ## Stop the local control plane and remove its state
+	@scripts/cluster.sh down
+
+cluster-status: ## Show the local control plane's processes and health
+	@scripts/cluster.sh status
