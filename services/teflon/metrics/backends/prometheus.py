@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import httpx
+
 from teflon.metrics.backends import BackendError, Series, Target
 from teflon.metrics.backends.promql import (
     FileSecret,
@@ -89,7 +91,9 @@ class PromQLBackend:
         await self._client.aclose()
 
 
-def prometheus_backend(cfg: PrometheusBackend, telemetry: Telemetry) -> PromQLBackend:
+def prometheus_backend(
+    cfg: PrometheusBackend, telemetry: Telemetry, *, http: httpx.AsyncClient | None = None
+) -> PromQLBackend:
     token = FileSecret(cfg.bearer_token_file) if cfg.bearer_token_file else None
 
     def headers() -> dict[str, str]:
@@ -105,5 +109,6 @@ def prometheus_backend(cfg: PrometheusBackend, telemetry: Telemetry) -> PromQLBa
         timeout=cfg.timeout_seconds,
         telemetry=telemetry,
         verify=tls_verify(cfg.ca_file),
+        http=http,
     )
     return PromQLBackend(client, PROMETHEUS_OBJECT_LABELS)

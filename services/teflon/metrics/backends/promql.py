@@ -116,12 +116,13 @@ class FileSecret:
 
     def __init__(self, path: str) -> None:
         self._path = Path(path)
-        self._stamp: float = -1.0
+        self._stamp: tuple[int, int] = (-1, -1)
         self._value = ""
 
     def value(self) -> str:
         try:
-            stamp = self._path.stat().st_mtime
+            st = self._path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
             if stamp != self._stamp:
                 self._value = self._path.read_text(encoding="utf-8").strip()
                 self._stamp = stamp

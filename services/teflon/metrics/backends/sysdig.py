@@ -25,6 +25,8 @@ aggregation settings; check a value against the Sysdig UI before choosing an HPA
 
 from __future__ import annotations
 
+import httpx
+
 from teflon.metrics.backends.prometheus import PromQLBackend
 from teflon.metrics.backends.promql import FileSecret, PromQueryClient, tls_verify
 from teflon.metrics.config import SysdigBackend
@@ -45,7 +47,9 @@ SYSDIG_OBJECT_LABELS = {
 }
 
 
-def sysdig_backend(cfg: SysdigBackend, telemetry: Telemetry) -> PromQLBackend:
+def sysdig_backend(
+    cfg: SysdigBackend, telemetry: Telemetry, *, http: httpx.AsyncClient | None = None
+) -> PromQLBackend:
     token = FileSecret(cfg.token_file)
 
     def headers() -> dict[str, str]:
@@ -58,6 +62,7 @@ def sysdig_backend(cfg: SysdigBackend, telemetry: Telemetry) -> PromQLBackend:
         timeout=cfg.timeout_seconds,
         telemetry=telemetry,
         verify=tls_verify(cfg.ca_file),
+        http=http,
         max_retries=cfg.max_retries,
     )
     return PromQLBackend(client, SYSDIG_OBJECT_LABELS)
