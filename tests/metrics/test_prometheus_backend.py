@@ -98,7 +98,10 @@ def metric(query: str, **kw: object) -> MetricDef:
     )
 
 
-SUM_BY_POD = 'sum by (pod) (demo_requests_per_second{namespace="{{ .namespace }}", pod=~"{{ .names }}", {{ .selector }}})'
+SUM_BY_POD = (
+    "sum by (pod) (demo_requests_per_second"
+    '{namespace="{{ .namespace }}", pod=~"{{ .names }}", {{ .selector }}})'
+)
 
 
 async def test_values_per_pod_come_from_real_prometheus(prometheus: str, telemetry: Telemetry) -> None:
