@@ -8,7 +8,7 @@ region preset (``region: eu1``) or an explicit ``url``. Sysdig publishes no nume
 Classic metrics map to PromQL names by entity prefix with dots replaced: the classic example of scaling
 on a Service's HTTP request rate, ``net.http.request.count``, is ``sysdig_container_net_http_request_count``
 (per container, labelled with ``kube_namespace_name``, ``kube_service_name``, ``kube_deployment_name``,
-``kube_pod_name``)::
+``kube_pod_name``); ``NET_HTTP_REQUEST_COUNT_QUERY`` below is the query, configured as::
 
     metrics:
       - name: net.http.request.count
@@ -31,6 +31,12 @@ from teflon.metrics.backends.prometheus import PromQLBackend
 from teflon.metrics.backends.promql import FileSecret, PromQueryClient, tls_verify
 from teflon.metrics.config import SysdigBackend
 from teflon.metrics.telemetry import Telemetry
+
+#: HTTP request rate of a Service from the classic ``net.http.request.count`` metric.
+NET_HTTP_REQUEST_COUNT_QUERY = (
+    "sum by (kube_service_name) (sysdig_container_net_http_request_count{"
+    'kube_namespace_name="{{ .namespace }}", kube_service_name=~"{{ .names }}"})'
+)
 
 #: Sysdig's Kubernetes labels for the described object of each resource.
 SYSDIG_OBJECT_LABELS = {
