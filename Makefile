@@ -45,6 +45,10 @@ chart-lint: tools ## Chart: ct lint + helm unittest, schema validation, helm 4 p
 docs: tools ## Regenerate the chart README from values.yaml (helm-docs)
 	@helm-docs --chart-search-root charts
 
+.PHONY: lock
+lock: ## Regenerate requirements/*.txt (hash-locked) from pyproject.toml, then sync .venv
+	@scripts/tools.sh lock && scripts/tools.sh
+
 .PHONY: fmt
 fmt: tools ## Format and auto-fix Python code (ruff)
 	@ruff format . && ruff check --fix .

@@ -170,40 +170,33 @@ go_install() {
   link "$name" "$dir/$name"
 }
 
-# go_wrapper_build NAME DIR MODULE VERSION PACKAGE LDFLAGS [REPLACE...]: build a binary through a
-# throwaway module. Needed when the upstream module has replace directives (go install refuses
-# them) or when the proxy lists no versions for it (go install then fails its deprecation check).
-# The module is required first at its exact version, so the package resolves inside it.
-go_wrapper_build() {
-  local name="$1" dir="$2" module="$3" version="$4" pkg="$5" ldflags="$6"
-  shift 6
+# go_module_build NAME DIR MODULE VERSION PACKAGE_DIR LDFLAGS: build a command of MODULE@VERSION
+# inside a copy of that module's own source, with its own go.mod and go.sum. `go install pkg@v`
+# cannot build these: helm-unittest has replace directives (go install refuses them), and the
+# proxy lists no versions of chart-testing (go install's deprecation check then fails). In its own
+# module the replace directives apply and no version lookup is needed.
+go_module_build() {
+  local name="$1" dir="$2" module="$3" version="$4" pkgdir="$5" ldflags="$6"
   require_go
   log "building $name $version (go, $GO_JOBS jobs)"
-  local tmp
+  local tmp src
   tmp=$(fresh_dir "$dir")
-  mkdir -p "$tmp/src"
-  (
-    cd "$tmp/src"
-    go mod init "local/$name" 2>/dev/null
-    local replace
-    for replace in "$@"; do go mod edit -replace "$replace"; done
-    go get "$module@$version"
-    go get -tool "$pkg"
-    go build -p "$GO_JOBS" -ldflags "$ldflags" -o "$tmp/$name" "$pkg"
-  )
-  commit_dir "$dir"
+  src=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [[ -d $src ]] || die "go mod download $module@$version gave no source directory"
+  cp -R "$src" "$tmp/src"
+  chmod -R u+w "$tmp/src"
+  (cd "$tmp/src" && go build -p "$GO_JOBS" -trimpath -ldflags "$ldflags" -o "$tmp/$name" "./$pkgdir")
 }
 
 install_ct() {
   local dir="$TOOLS_CACHE/go/ct/$CT_VERSION" mod=github.com/helm/chart-testing/v3
   if [[ ! -x $dir/ct || ! -f $dir/etc/lintconf.yaml ]]; then
-    go_wrapper_build ct "$dir" "$mod" "$CT_VERSION" "$mod/ct" "-X $mod/ct/cmd.Version=$CT_VERSION"
+    go_module_build ct "$dir" "$mod" "$CT_VERSION" ct "-X $mod/ct/cmd.Version=$CT_VERSION"
     # ct's default lint config and Chart.yaml schema ship in its module.
-    local src
-    src=$(cd "$dir/src" && go list -m -f '{{.Dir}}' "$mod")
-    mkdir -p "$dir/etc"
-    cp "$src/etc/chart_schema.yaml" "$src/etc/lintconf.yaml" "$dir/etc/"
-    chmod u+w "$dir/etc/"*
+    mkdir -p "$dir.partial/etc"
+    cp "$dir.partial/src/etc/chart_schema.yaml" "$dir.partial/src/etc/lintconf.yaml" "$dir.partial/etc/"
+    rm -rf "$dir.partial/src"
+    commit_dir "$dir"
   fi
   link ct "$dir/ct"
   mkdir -p "$TOOLS_DIR/etc"
@@ -213,9 +206,10 @@ install_ct() {
 install_helm_unittest() {
   local dir="$TOOLS_CACHE/go/helm-unittest/$HELM_UNITTEST_VERSION"
   if [[ ! -x $dir/untt ]]; then
-    go_wrapper_build untt "$dir" github.com/helm-unittest/helm-unittest "$HELM_UNITTEST_VERSION" \
-      github.com/helm-unittest/helm-unittest/cmd/helm-unittest "" \
-      "github.com/vmware-labs/yaml-jsonpath@v0.3.2=github.com/helm-unittest/yaml-jsonpath@v0.4.0"
+    go_module_build untt "$dir" github.com/helm-unittest/helm-unittest "$HELM_UNITTEST_VERSION" \
+      cmd/helm-unittest ""
+    rm -rf "$dir.partial/src"
+    commit_dir "$dir"
   fi
   # A plugin directory of our own: the upstream plugin.yaml would run its install hook, which
   # downloads a release binary. This one points helm at the binary built above.
@@ -267,7 +261,23 @@ print_versions() {
   } | awk -F'\t' '{printf "  %-20s %s\n", $1, $2}'
 }
 
+# `make lock`: regenerate both hash-locked requirement files from pyproject.toml. The venv is then
+# re-synced by the next `make tools`, since its stamp covers requirements/dev.txt.
+lock() {
+  cd "$TEFLON_ROOT"
+  uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header -q \
+    -o requirements/runtime.txt
+  uv pip compile pyproject.toml --group dev --python-version 3.11 --generate-hashes --no-header -q \
+    -o requirements/dev.txt
+}
+
 main() {
+  if [[ ${1:-} == lock ]]; then
+    mkdir -p "$TOOLS_DIR/bin" "$TOOLS_CACHE"
+    install_uv
+    lock
+    return
+  fi
   install_apt_packages
   mkdir -p "$TOOLS_DIR/bin" "$TOOLS_CACHE" "$HELM_PLUGINS" "$HELM_CONFIG_HOME" "$HELM_CACHE_HOME" "$HELM_DATA_HOME"
   # Engineers and CI on one machine share the cache: one installer at a time.
