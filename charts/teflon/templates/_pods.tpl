@@ -15,10 +15,16 @@ podAntiAffinity:
 {{- end -}}
 
 {{/*
-teflon.env: one EnvVar with a literal value, always quoted (env values are strings).
+teflon.env: one EnvVar with a literal value, always quoted (env values are strings). Values from
+YAML numbers arrive as float64, which toString would print as 1.048576e+06: whole numbers are
+written as integers so the Settings classes can parse them.
 Usage: {{ include "teflon.env" (list "TEFLON_WEBHOOK_PORT" 2801) }}
 */}}
 {{- define "teflon.env" -}}
+{{- $value := index . 1 -}}
+{{- if and (kindIs "float64" $value) (eq $value (float64 (int64 $value))) -}}
+{{- $value = int64 $value -}}
+{{- end -}}
 - name: {{ index . 0 }}
-  value: {{ index . 1 | toString | quote }}
+  value: {{ $value | toString | quote }}
 {{- end -}}
