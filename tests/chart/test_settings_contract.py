@@ -33,7 +33,8 @@ def test_every_rendered_env_var_is_a_settings_field(scenario: str | None, compon
             assert name.startswith(prefix), f"{component} container renders {name} outside {prefix}"
             field = name.removeprefix(prefix).lower()
             assert field in _field_names(settings), (
-                f"{name} is rendered for {component} but {settings.__module__}.Settings has no field {field!r}"
+                f"{name} is rendered for {component}, "
+                f"but {settings.__module__}.Settings has no field {field!r}"
             )
 
 
@@ -57,7 +58,7 @@ def test_rendered_env_values_are_accepted_by_the_settings_class(
             monkeypatch.delenv(name)
     for name, var in env_of(container).items():
         # Downward-API values (namespace, pod name) come from the kubelet; stand in a plausible one.
-        value = var["value"] if "value" in var else "teflon-0"
+        value = var.get("value", "teflon-0")
         monkeypatch.setenv(name, value)
     settings()  # raises ValidationError, naming the variable, if the chart renders a value it rejects
 
