@@ -190,21 +190,18 @@ class TeflonRates:
             if len(target.names) == 1:
                 params["name"] = target.names[0]
         counts = await self._counts(params)
-        per_minute = 60.0 / metric.window_seconds
         wanted = set(target.names)
-        out: dict[str, float] = {}
+        per_object: dict[str, int] = {}
         for (ns, kind, name), count in counts.items():
             if rtype.resource == "namespaces":
                 if kind != "Namespace":
                     continue
-                obj = name
-            else:
-                if kind != rtype.kind or (target.namespace is not None and ns != target.namespace):
-                    continue
-                obj = name
-            if obj in wanted:
-                out[obj] = out.get(obj, 0.0) + count * per_minute
-        return out
+            elif kind != rtype.kind or (target.namespace is not None and ns != target.namespace):
+                continue
+            if name in wanted:
+                per_object[name] = per_object.get(name, 0) + count
+        # sum exact counts first, divide once: the rate is as exact as a float can be
+        return {name: count * 60.0 / metric.window_seconds for name, count in per_object.items()}
 
     async def fetch_external(self, metric: MetricDef, namespace: str, selector: Selector) -> list[Series]:
         params = {
