@@ -100,8 +100,12 @@ class Credentials:
     _configuration: Any
 
     def authorization(self) -> str | None:
-        """The current ``Authorization`` header value; re-read each call so rotated tokens are used."""
-        value = self._configuration.get_api_key_with_prefix("authorization")
+        """The current ``Authorization`` header value; re-read each call so rotated tokens are used.
+
+        The client library files bearer tokens (kubeconfig ``token``, in-cluster ServiceAccount) under
+        ``BearerToken``; older releases used ``authorization``.
+        """
+        value = self._configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
         return str(value) if value else None
 
 
