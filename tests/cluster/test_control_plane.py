@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from harness import testserver
 from harness.certs import CertificateAuthority
 from harness.cluster import Cluster, NetnsService
-from harness import testserver
 
 pytestmark = pytest.mark.cluster
 
