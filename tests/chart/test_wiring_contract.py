@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from teflon.metrics.config import parse_config
 from teflon.webhook.policy import parse_policy
 
-from .rendering import NAMESPACE, SCENARIOS, Manifest, Rendered, env_of, mounted_path, render
+from .rendering import CHART, NAMESPACE, SCENARIOS, Manifest, Rendered, env_of, mounted_path, render
 
 ALL = [None, *SCENARIOS]
 
@@ -255,3 +255,47 @@ def test_hpa_targets_ask_for_metrics_the_metrics_server_serves() -> None:
         for metric in hpa["spec"]["metrics"]:
             spec = metric[metric["type"].lower()]
             assert spec["metric"]["name"] in served
+
+
+def _user_secrets(scenario: str | None) -> set[str]:
+    """Secret names the scenario says the user creates (existingSecret-style values)."""
+    if scenario is None:
+        return set()
+    found: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in {"existingSecret", "clientExistingSecret"} and isinstance(value, str):
+                    found.add(value)
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(yaml.safe_load((CHART / "ci" / scenario).read_text()))
+    return found
+
+
+@pytest.mark.parametrize("scenario", ALL)
+def test_every_secret_a_pod_mounts_is_rendered_by_the_chart_or_named_by_the_user(
+    scenario: str | None,
+) -> None:
+    rendered = render(scenario)
+    provided = {s["metadata"]["name"] for s in rendered.of_kind("Secret")} | _user_secrets(scenario)
+    provided |= {c["spec"]["secretName"] for c in rendered.of_kind("Certificate")}
+    for kind in ("Deployment", "DaemonSet"):
+        for workload in rendered.of_kind(kind):
+            for volume in workload["spec"]["template"]["spec"]["volumes"]:
+                if "secret" in volume:
+                    assert volume["secret"]["secretName"] in provided, (
+                        f"{workload['metadata']['name']} mounts Secret {volume['secret']['secretName']}, "
+                        "which nothing creates"
+                    )
+
+
+def test_the_metrics_server_keeps_its_serving_certificate_when_verification_is_skipped() -> None:
+    rendered = render(metrics={"apiService": {"insecureSkipTLSVerify": True}})
+    names = {s["metadata"]["name"] for s in rendered.of_kind("Secret")}
+    volumes = rendered.workload("metrics")["spec"]["template"]["spec"]["volumes"]
+    assert {v["secret"]["secretName"] for v in volumes if "secret" in v} <= names

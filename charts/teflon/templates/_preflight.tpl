@@ -21,7 +21,7 @@ Usage: {{ include "teflon.preflight" . }}
 {{- fail "ERROR: falco.enabled is false and webhook.networkPolicy.ingestFrom is empty: the NetworkPolicy would admit no Falco at all (an empty peer list cannot be rendered safely). List your Falco pods in webhook.networkPolicy.ingestFrom or disable webhook.networkPolicy." -}}
 {{- end -}}
 {{- if eq $v.tls.mode "secret" -}}
-{{- if and $v.metrics.enabled (not $v.metrics.apiService.insecureSkipTLSVerify) (not $v.metrics.tls.existingSecret) -}}
+{{- if and $v.metrics.enabled (not $v.metrics.tls.existingSecret) -}}
 {{- fail "ERROR: tls.mode is secret but metrics.tls.existingSecret is empty: name the Secret with the metrics server's serving certificate (tls.crt, tls.key)." -}}
 {{- end -}}
 {{- if and $v.webhook.tls.enabled (not (and $v.webhook.tls.existingSecret $v.webhook.tls.clientExistingSecret)) -}}
@@ -34,6 +34,9 @@ Usage: {{ include "teflon.preflight" . }}
 {{- end -}}
 {{- if and (ne $v.tls.mode "certManager") $v.tls.certManager.issuerRef -}}
 {{- fail (printf "ERROR: tls.certManager.issuerRef is set but tls.mode is %s; set tls.mode=certManager to use the issuer." $v.tls.mode) -}}
+{{- end -}}
+{{- if and $v.observability.prometheusRule.enabled $v.webhook.enabled (not $v.webhook.serviceMonitor.enabled) -}}
+{{- fail "ERROR: observability.prometheusRule.enabled needs webhook.serviceMonitor.enabled: the webhook alerts read the series that ServiceMonitor scrapes (without it, TeflonWebhookDown would fire forever)." -}}
 {{- end -}}
 {{- $sysdig := $v.metrics.backends.sysdig -}}
 {{- if $sysdig.enabled -}}
