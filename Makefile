@@ -57,6 +57,11 @@ fmt: tools ## Format and auto-fix Python code (ruff)
 demo: ## Run the whole loop on a local control plane
 	@scripts/demo.sh
 
+# --- metrics ---
+.PHONY: bench-metrics
+bench-metrics: ## Benchmark: p50/p99 of a pods/* custom-metrics query over 1,000 pods, cached and uncached
+	@.venv/bin/python scripts/bench_metrics.py
+
 # --- local control plane ---
 .PHONY: cluster-up cluster-down cluster-status
 cluster-up: ## Start the local control plane (etcd, kube-apiserver, controllers, kwok); KUBECONFIG=.cluster/kubeconfig

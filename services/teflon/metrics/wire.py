@@ -174,3 +174,8 @@ class Status(_Wire):
 def dump(model: BaseModel) -> dict[str, Any]:
     """The JSON document of a wire model (aliases, and ``null`` kept where the Go type has it)."""
     return model.model_dump(by_alias=True, mode="json", exclude_none=False)
+
+
+def dump_json(model: BaseModel) -> bytes:
+    """``dump`` as JSON bytes, serialized by pydantic-core."""
+    return model.model_dump_json(by_alias=True, exclude_none=False).encode()
