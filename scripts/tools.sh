@@ -278,6 +278,8 @@ main() {
     lock
     return
   fi
+  local start
+  start=$(date +%s)
   install_apt_packages
   mkdir -p "$TOOLS_DIR/bin" "$TOOLS_CACHE" "$HELM_PLUGINS" "$HELM_CONFIG_HOME" "$HELM_CACHE_HOME" "$HELM_DATA_HOME"
   # Engineers and CI on one machine share the cache: one installer at a time.
@@ -295,6 +297,7 @@ main() {
     "-X main.version=${HELM_DOCS_VERSION#v}"
   flock -u 9
   print_versions
+  log "toolchain ready in $(($(date +%s) - start))s"
 }
 
 main "$@"
