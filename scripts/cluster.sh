@@ -28,12 +28,18 @@ PKI="$STATE/pki"
 # `down` removes $STATE, so it must be a directory of its own.
 case "$STATE" in "" | / | "$HOME" | "$ROOT") echo "cluster: refusing state directory '$STATE'" >&2 && exit 2 ;; esac
 
-API_PORT="${TEFLON_CLUSTER_API_PORT:-16443}"
-ETCD_PORT="${TEFLON_CLUSTER_ETCD_PORT:-16379}"
-ETCD_PEER_PORT="$((ETCD_PORT + 1))"
-KCM_PORT="${TEFLON_CLUSTER_KCM_PORT:-16257}"
-SCHED_PORT="${TEFLON_CLUSTER_SCHED_PORT:-16259}"
-KWOK_PORT="${TEFLON_CLUSTER_KWOK_PORT:-16247}"
+# Ports: six consecutive ones from TEFLON_CLUSTER_PORT_BASE, or else chosen by `up` from the state
+# directory's path (stable for one checkout, different for another clone on the same machine) and
+# moved on if any is taken. `up` records them in $STATE/ports for every later command.
+set_ports() {
+  API_PORT=$1 ETCD_PORT=$(($1 + 1)) ETCD_PEER_PORT=$(($1 + 2)) KCM_PORT=$(($1 + 3)) SCHED_PORT=$(($1 + 4))
+  KWOK_PORT=$(($1 + 5))
+}
+if [[ -f "$STATE/ports" ]]; then
+  set_ports "$(cat "$STATE/ports")"
+else
+  set_ports "${TEFLON_CLUSTER_PORT_BASE:-0}"
+fi
 
 SERVICE_CIDR="10.96.0.0/16"
 POD_CIDR="10.244.0.0/16"
@@ -351,6 +357,27 @@ all_running() {
   for c in "${COMPONENTS[@]}"; do running_pid "$c" >/dev/null || return 1; done
 }
 
+port_free() { [[ -z "$(ss -Htln "sport = :$1")" ]]; }
+
+choose_ports() {
+  local base slot hash i p free
+  if [[ -n "${TEFLON_CLUSTER_PORT_BASE:-}" ]]; then
+    base=$TEFLON_CLUSTER_PORT_BASE
+  else
+    hash="$(cksum <<<"$STATE" | cut -d' ' -f1)"
+    for ((i = 0; i < 900; i++)); do
+      slot=$(((hash + i) % 900))
+      base=$((20000 + slot * 10)) # below the ephemeral range, so no client socket takes them
+      free=1
+      for ((p = base; p < base + 6; p++)); do port_free "$p" || { free=0 && break; }; done
+      ((free == 0)) || break
+    done
+  fi
+  mkdir -p "$STATE"
+  echo "$base" >"$STATE/ports"
+  set_ports "$base"
+}
+
 up() {
   if all_running && api_ready; then
     log "already up (export KUBECONFIG=$STATE/kubeconfig)"
@@ -362,7 +389,7 @@ up() {
   fi
   build
   local begin=$SECONDS
-  mkdir -p "$STATE"
+  choose_ports
   make_pki
   guard_routes
 

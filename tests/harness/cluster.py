@@ -91,13 +91,16 @@ def tool(name: str) -> str:
 
 
 def ensure_up(timeout: float | None = None) -> Cluster:
-    """Run ``scripts/cluster.sh up`` (idempotent) and describe the running cluster."""
+    """Run ``scripts/cluster.sh up`` (idempotent) and describe the running cluster.
+
+    ``TEFLON_CLUSTER_STATE`` moves the state directory (default ``<repo>/.cluster``), as for the script.
+    """
     proc = subprocess.run(
         [str(SCRIPT), "up"], capture_output=True, text=True, timeout=timeout, check=False, cwd=ROOT
     )
     if proc.returncode != 0:
         raise ClusterError(f"scripts/cluster.sh up failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}")
-    return Cluster.from_state(ROOT / ".cluster")
+    return Cluster.from_state(Path(os.environ.get("TEFLON_CLUSTER_STATE") or ROOT / ".cluster"))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ selector whose EndpointSlice points at ``ns.ip``. Needs root and iproute2 + soca
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import os
 import shutil
@@ -34,6 +35,8 @@ from typing import IO, Self
 SUBNET = ipaddress.IPv4Network("10.250.0.0/24")
 MAX_SLOTS = SUBNET.num_addresses // 4 - 1  # slot 0 is left unused; slots 1..63
 PREFIX = "teflon-ns"
+# Which test process owns each namespace, so a later session can reap those of a killed one.
+OWNERS = Path("/run/teflon-netns")
 
 
 class NetnsError(RuntimeError):
@@ -46,6 +49,52 @@ def _ip(*args: str) -> None:
         raise NetnsError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
 
 
+# setpriv (util-linux) sets the parent-death signal and execs; it survives `ip netns exec`, which
+# execs in place too. If the test process is killed outright, its servers and bridges go with it.
+_DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM", "--"]
+
+
+def _start_time(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat: with the PID it names one process, even after PID reuse."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _netns_pids(name: str) -> list[int]:
+    out = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, check=False).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _abandoned(name: str) -> bool:
+    """True if the test process that made namespace ``name`` is gone."""
+    try:
+        pid, start = (OWNERS / name).read_text().split()
+    except (OSError, ValueError):
+        # No owner record: judge by what runs inside; orphans (re-parented to init) have no owner.
+        return all(_parent(p) == 1 for p in _netns_pids(name))
+    return _start_time(int(pid)) != start
+
+
+def _reap(name: str, slot: int) -> None:
+    """Remove a namespace whose owning test process is gone, with whatever still runs inside."""
+    for pid in _netns_pids(name):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for args in (("netns", "del", name), ("link", "del", f"tfh{slot}")):
+        with contextlib.suppress(NetnsError):
+            _ip(*args)
+    (OWNERS / name).unlink(missing_ok=True)
+
+
 def _stop(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
     if proc.poll() is not None:
         return
@@ -55,6 +104,25 @@ def _stop(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=grace)
+
+
+def _reap_abandoned() -> None:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    for line in listed.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        slot = name.removeprefix(PREFIX)
+        if name.startswith(PREFIX) and slot.isdigit() and _abandoned(name):
+            _reap(name, int(slot))
+
+
+def _claim(name: str) -> bool:
+    proc = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        if "exists" in proc.stderr:
+            return False
+        raise NetnsError(f"ip netns add {name}: {proc.stderr.strip()}")
+    (OWNERS / name).write_text(f"{os.getpid()} {_start_time(os.getpid())}")
+    return True
 
 
 class NetNamespace:
@@ -82,16 +150,20 @@ class NetNamespace:
 
     @staticmethod
     def _allocate() -> int:
-        # `ip netns add` fails if the name exists, which makes it an atomic claim on the slot even
-        # with several test sessions running at once.
-        for slot in range(1, MAX_SLOTS + 1):
-            proc = subprocess.run(
-                ["ip", "netns", "add", f"{PREFIX}{slot}"], capture_output=True, text=True, check=False
-            )
-            if proc.returncode == 0:
-                return slot
-            if "exists" not in proc.stderr and "File exists" not in proc.stderr:
-                raise NetnsError(f"ip netns add {PREFIX}{slot}: {proc.stderr.strip()}")
+        # `ip netns add` fails if the name exists, so it claims a slot atomically; the lock makes
+        # the claim and the owner record one step, so no session reaps a namespace being set up.
+        OWNERS.mkdir(parents=True, exist_ok=True)
+        with (OWNERS / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            _reap_abandoned()
+            for slot in range(1, MAX_SLOTS + 1):
+                name = f"{PREFIX}{slot}"
+                if _claim(name):
+                    return slot
+                if _abandoned(name):
+                    _reap(name, slot)
+                    if _claim(name):
+                        return slot
         raise NetnsError(f"all {MAX_SLOTS} {PREFIX}* network namespaces are in use")
 
     def _wire(self) -> None:
@@ -110,7 +182,7 @@ class NetNamespace:
             raise NetnsError("socat is not installed; run `make tools`")
         sock = self._tmp / "api.sock"
         host = subprocess.Popen(
-            ["socat", f"UNIX-LISTEN:{sock},fork,mode=600", f"TCP:127.0.0.1:{port}"],
+            [*_DIE_WITH_PARENT, "socat", f"UNIX-LISTEN:{sock},fork,mode=600", f"TCP:127.0.0.1:{port}"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -122,6 +194,7 @@ class NetNamespace:
             time.sleep(0.02)
         inner = subprocess.Popen(
             [
+                *_DIE_WITH_PARENT,
                 "ip",
                 "netns",
                 "exec",
@@ -151,7 +224,11 @@ class NetNamespace:
         """
         full_env = {**os.environ, **(env or {})}
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.name, *cmd], env=full_env, cwd=cwd, stdout=stdout, stderr=stderr
+            [*_DIE_WITH_PARENT, "ip", "netns", "exec", self.name, *cmd],
+            env=full_env,
+            cwd=cwd,
+            stdout=stdout,
+            stderr=stderr,
         )
         self._procs.append(proc)
         return proc
@@ -191,6 +268,7 @@ class NetNamespace:
             _ip("netns", "del", self.name)
         with contextlib.suppress(NetnsError):
             _ip("link", "del", f"tfh{self.slot}")
+        (OWNERS / self.name).unlink(missing_ok=True)
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> Self:
