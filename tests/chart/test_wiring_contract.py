@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from teflon.metrics.config import parse_config
 from teflon.webhook.policy import parse_policy
 
-from .rendering import CHART, NAMESPACE, SCENARIOS, Manifest, Rendered, env_of, mounted_path, render
+from .rendering import NAMESPACE, SCENARIO_PATHS, SCENARIOS, Manifest, Rendered, env_of, mounted_path, render
 
 ALL = [None, *SCENARIOS]
 
@@ -273,7 +273,7 @@ def _user_secrets(scenario: str | None) -> set[str]:
             for item in node:
                 walk(item)
 
-    walk(yaml.safe_load((CHART / "ci" / scenario).read_text()))
+    walk(yaml.safe_load(SCENARIO_PATHS[scenario].read_text()))
     return found
 
 
