@@ -72,3 +72,14 @@ cluster-down: ## Stop the local control plane and remove its state
 
 cluster-status: ## Show the local control plane's processes and health
 	@scripts/cluster.sh status
+
+# --- container images ---
+.PHONY: images images-test images-clean
+images: ## Build teflon-webhook and teflon-metrics with buildah; OCI archives in build/images/
+	@scripts/images.sh build
+
+images-test: tools images ## Smoke-test both images with podman (read-only root, non-root user)
+	@scripts/images.sh test
+
+images-clean: ## Remove the image storage (/var/lib/teflon/containers) and build/images/
+	@scripts/images.sh clean
