@@ -260,8 +260,9 @@ start() { # start NAME BINARY ARGS...
   local name="$1"
   shift
   mkdir -p "$STATE/pids" "$STATE/logs"
-  # setsid: the control plane outlives the shell that started it and ignores its terminal's Ctrl-C.
-  setsid "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null &
+  # setsid: the control plane outlives the shell that started it and ignores its terminal's Ctrl-C;
+  # 9>&-: it must not inherit (and so hold forever) the lock `up` holds.
+  setsid "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null 9>&- &
   local pid=$!
   local start_time=""
   for _ in 1 2 3 4 5 6 7 8 9 10; do
@@ -324,7 +325,11 @@ guard_routes() {
 }
 
 unguard_routes() {
-  local cidr
+  local cidr exe
+  # Another checkout's cluster may still rely on them.
+  for exe in /proc/[0-9]*/exe; do
+    [[ "$(readlink "$exe" 2>/dev/null)" == "$CACHE"/kubernetes-*/bin/kube-apiserver ]] && return
+  done
   for cidr in "$SERVICE_CIDR" "$POD_CIDR"; do
     ip route del unreachable "$cidr" 2>/dev/null || true
   done
@@ -380,6 +385,7 @@ choose_ports() {
 
 up() {
   if all_running && api_ready; then
+    guard_routes
     log "already up (export KUBECONFIG=$STATE/kubeconfig)"
     return
   fi
@@ -390,6 +396,7 @@ up() {
   build
   local begin=$SECONDS
   choose_ports
+  echo "$K8S_VERSION" >"$STATE/kubernetes-version"
   make_pki
   guard_routes
 
@@ -490,9 +497,9 @@ down() {
   done
   for entry in "${stopped[@]}"; do
     c="${entry%%:*}"
-    for _ in $(seq 1 50); do running_pid "$c" >/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 150); do running_pid "$c" >/dev/null || break; sleep 0.1; done
     if pid="$(running_pid "$c")"; then
-      log "$c ($pid) ignored SIGTERM; killing it"
+      log "$c ($pid) still runs 15s after SIGTERM; killing it"
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done
@@ -520,7 +527,19 @@ status() {
   return "$ok"
 }
 
+# One up/down/build at a time on this machine: test sessions started together all call `up`, and
+# the first one builds and starts while the others wait and then find the cluster running; clones
+# share the binary cache, so builds are serialised across them too.
+lock() {
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/.lock"
+  flock 9
+}
+
 main() {
+  case "${1:-}" in
+    up | down | build) lock ;;
+  esac
   case "${1:-}" in
     up) up ;;
     down) down ;;

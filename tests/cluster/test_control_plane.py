@@ -15,6 +15,7 @@ import pytest
 from harness import testserver
 from harness.certs import CertificateAuthority
 from harness.cluster import Cluster, NetnsService
+from teflon.common.kube import KubeClient
 
 pytestmark = pytest.mark.cluster
 
@@ -119,6 +120,20 @@ def extension_server(
         svc.wait_ready()
         yield svc, ca, record, metrics
         log.close()
+
+
+async def test_the_api_server_reports_its_real_version_and_knows_the_fake_nodes(
+    cluster: Cluster, kube: KubeClient
+) -> None:
+    major, minor, _ = cluster.kubernetes_version.split(".")
+    version = await kube.get("/version")
+    assert (version["gitVersion"], version["major"], version["minor"]) == (
+        f"v{cluster.kubernetes_version}",
+        major,
+        minor,
+    )
+    nodes = await kube.get("/api/v1/nodes")
+    assert sorted(n["metadata"]["name"] for n in nodes["items"]) == [f"teflon-worker-{i}" for i in (1, 2, 3)]
 
 
 def test_a_deployments_pods_become_ready_and_a_deleted_pod_is_replaced(

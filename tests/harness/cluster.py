@@ -8,7 +8,8 @@ such tests ``@pytest.mark.cluster`` (the fixture adds the mark too). What a ``Cl
   and client certificates), ``front_proxy_ca_file`` (``--requestheader-client-ca-file``) and
   ``front_proxy_client_cert_file``/``front_proxy_client_key_file`` (the aggregator's client
   certificate, CN ``front-proxy-client``, to call an extension server exactly as the aggregator does);
-  ``server`` is the API server URL, ``api_port`` its port on 127.0.0.1;
+  ``server`` is the API server URL, ``api_port`` its port on 127.0.0.1, ``kubernetes_version`` the
+  version it was built at (``1.37.2``; ``TEFLON_K8S_VERSION`` for ``scripts/cluster.sh`` changes it);
 * ``kube()`` -> a ``teflon.common.kube.KubeClient`` for the admin kubeconfig (async; close it with
   ``await client.aclose()``; the ``kube`` fixture does that for you);
 * ``request(method, path, body)`` -> a synchronous JSON call as admin, raising ``ApiError``;
@@ -106,6 +107,7 @@ def ensure_up(timeout: float | None = None) -> Cluster:
 @dataclass(frozen=True)
 class Cluster:
     state: Path
+    kubernetes_version: str
     kubeconfig: Path
     server: str
     api_port: int
@@ -128,6 +130,7 @@ class Cluster:
         http = httpx.Client(base_url=server, verify=tls, timeout=30)
         return cls(
             state=state,
+            kubernetes_version=(state / "kubernetes-version").read_text().strip(),
             kubeconfig=kubeconfig,
             server=server,
             api_port=int(server.rsplit(":", 1)[1]),
