@@ -158,10 +158,22 @@ build_etcd() {
   rm -rf "${ETCD_DIR:?}/bin" && mv "$ETCD_DIR/bin.tmp" "$ETCD_DIR/bin"
 }
 
+# with_lock FILE COMMAND...: concurrent builds of the same component (several clones, or test
+# sessions started together) wait for the first instead of racing it.
+with_lock() {
+  local file="$1"
+  shift
+  mkdir -p "$(dirname "$file")"
+  (
+    flock 8
+    "$@"
+  ) 8>"$file"
+}
+
 build() {
-  build_etcd
-  build_kwok
-  build_kubernetes
+  with_lock "$ETCD_DIR.lock" build_etcd
+  with_lock "$KWOK_DIR.lock" build_kwok
+  with_lock "$K8S_DIR.lock" build_kubernetes
 }
 
 # ------------------------------------------------------------------------------------- certificates
@@ -527,18 +539,26 @@ status() {
   return "$ok"
 }
 
-# One up/down/build at a time on this machine: test sessions started together all call `up`, and
-# the first one builds and starts while the others wait and then find the cluster running; clones
-# share the binary cache, so builds are serialised across them too.
-lock() {
-  mkdir -p "$CACHE"
-  exec 9>"$CACHE/.lock"
+# One up or down at a time per checkout: test sessions started together all call `up`; the first
+# starts the cluster while the others wait, then find it running.
+lock_state() {
+  mkdir -p "$CACHE/locks"
+  exec 9>"$CACHE/locks/$(cksum <<<"$STATE" | cut -d' ' -f1).lock"
   flock 9
 }
 
 main() {
   case "${1:-}" in
-    up | down | build) lock ;;
+    up)
+      # Fast path without the lock, so a long build for another checkout never delays a running one.
+      if all_running && api_ready; then
+        guard_routes
+        log "already up (export KUBECONFIG=$STATE/kubeconfig)"
+        return
+      fi
+      lock_state
+      ;;
+    down) lock_state ;;
   esac
   case "${1:-}" in
     up) up ;;
