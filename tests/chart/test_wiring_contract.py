@@ -299,3 +299,18 @@ def test_the_metrics_server_keeps_its_serving_certificate_when_verification_is_s
     names = {s["metadata"]["name"] for s in rendered.of_kind("Secret")}
     volumes = rendered.workload("metrics")["spec"]["template"]["spec"]["volumes"]
     assert {v["secret"]["secretName"] for v in volumes if "secret" in v} <= names
+
+
+@pytest.mark.parametrize("webhook_enabled", [True, False])
+def test_the_helm_test_script_is_valid_python(webhook_enabled: bool) -> None:
+    overrides: dict[str, Any] = (
+        {} if webhook_enabled else {"webhook": {"enabled": False}, "falco": {"enabled": False}}
+    )
+    (pod,) = [
+        p
+        for p in render(**overrides).of_kind("Pod")
+        if p["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    ]
+    (container,) = pod["spec"]["containers"]
+    assert container["command"][:2] == ["python", "-c"]
+    compile(container["command"][2], "helm-test", "exec")
