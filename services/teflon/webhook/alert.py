@@ -24,6 +24,8 @@ from teflon.common.wire import Priority
 MISSING_TEXT = "<NA>"
 INTERNAL_SOURCE = "internal"
 _INTERNAL_RULE_PREFIX = "Falco internal"
+# json.loads recurses once per nesting level; no alert nests anywhere near Python's recursion limit.
+_TOO_DEEP = "invalid JSON: nested too deeply to be a Falco alert"
 
 
 class RejectReason(StrEnum):
@@ -122,9 +124,14 @@ def _event_time(payload: FalcoPayload, fields: dict[str, Any], received: datetim
     for key in ("evt.time", "evt.time.iso8601"):
         raw = fields.get(key)
         if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0:
-            return datetime.fromtimestamp(raw // 1_000_000_000, tz=UTC).replace(
-                microsecond=(raw % 1_000_000_000) // 1000
-            ), raw
+            try:
+                when = datetime.fromtimestamp(raw // 1_000_000_000, tz=UTC)
+            except (OverflowError, OSError, ValueError):
+                # Past what a datetime can hold (year 9999): no clock wrote this, so refuse it.
+                raise AlertRejected(
+                    RejectReason.INVALID_ALERT, f"{key}: {raw} nanoseconds is not a time Falco can send"
+                ) from None
+            return when.replace(microsecond=(raw % 1_000_000_000) // 1000), raw
     if payload.time:
         try:
             parsed = datetime.fromisoformat(payload.time)
@@ -207,6 +214,8 @@ def decode_body(body: bytes, *, ndjson: bool = False) -> list[Any]:
             ndjson = True  # several documents one after another: NDJSON without its content type
         except UnicodeDecodeError as exc:
             raise AlertRejected(RejectReason.INVALID_JSON, f"the body is not UTF-8: {exc}") from None
+        except RecursionError:
+            raise AlertRejected(RejectReason.INVALID_JSON, _TOO_DEEP) from None
         else:
             return doc if isinstance(doc, list) else [doc]
     docs: list[Any] = []
@@ -217,4 +226,6 @@ def decode_body(body: bytes, *, ndjson: bool = False) -> list[Any]:
             docs.append(json.loads(line))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise AlertRejected(RejectReason.INVALID_JSON, f"invalid JSON on line {number}: {exc}") from None
+        except RecursionError:
+            raise AlertRejected(RejectReason.INVALID_JSON, f"line {number}: {_TOO_DEEP}") from None
     return docs
