@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from teflon.common.wire import Priority, RateScope, RateSnapshot, Signal
 from teflon.webhook.actions import ClusterActions
 from teflon.webhook.alert import Alert, AlertRejected, RejectReason, decode_body, parse_one
+from teflon.webhook.rates import WINDOWS
 from teflon.webhook.service import QueueFull, ShuttingDown, WebhookService
 from teflon.webhook.settings import Settings
 from teflon.webhook.telemetry import Telemetry
@@ -79,7 +80,7 @@ class RatesQuery(BaseModel):
 
     scope: RateScope
     signal: Signal = Signal.ALERTS
-    window: Literal[60, 300] = 60
+    window: int = 60
     namespace: str | None = None
     kind: str | None = None
     name: str | None = None
@@ -90,6 +91,13 @@ class RatesQuery(BaseModel):
     @classmethod
     def _priority(cls, value: object) -> object:
         return Priority.parse(value) if isinstance(value, str) else value
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: int) -> int:
+        if value not in WINDOWS:
+            raise ValueError(f"window must be one of {', '.join(map(str, WINDOWS))} seconds")
+        return value
 
 
 @dataclass

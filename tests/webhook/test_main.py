@@ -1,0 +1,165 @@
+"""``python -m teflon.webhook`` as a real process: no cluster needed in dry run, mTLS, graceful stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness.certs import CertificateAuthority
+
+from .conftest import REAL_ALERTS
+
+SHELL = (REAL_ALERTS[0].parent / "11-terminal-shell-2024-thread-fields-tags.json").read_bytes()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Webhook:
+    def __init__(self, proc: subprocess.Popen[str], port: int, ops_port: int) -> None:
+        self.proc, self.port, self.ops_port = proc, port, ops_port
+
+    @property
+    def ops(self) -> str:
+        return f"http://127.0.0.1:{self.ops_port}"
+
+    def stop(self) -> tuple[int, list[dict[str, object]]]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=30)
+        return self.proc.returncode, [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def run_webhook(tmp_path: Path) -> Iterator[object]:
+    started: list[Webhook] = []
+
+    def start(**env: str) -> Webhook:
+        port, ops_port = free_port(), free_port()
+        environ = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(tmp_path),
+            "KUBECONFIG": str(tmp_path / "no-kubeconfig"),  # no cluster, whatever this machine has
+            "TEFLON_WEBHOOK_HOST": "127.0.0.1",
+            "TEFLON_WEBHOOK_PORT": str(port),
+            "TEFLON_WEBHOOK_OPS_PORT": str(ops_port),
+            "TEFLON_WEBHOOK_POD_NAME": "webhook-under-test",
+            **env,
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "teflon.webhook"],
+            env=environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        hook = Webhook(proc, port, ops_port)
+        started.append(hook)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(
+                    f"webhook exited {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}"
+                )
+            try:
+                if httpx.get(f"{hook.ops}/healthz", timeout=1).status_code == 200:
+                    return hook
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise AssertionError("webhook did not come up within 60 s")
+
+    yield start
+    for hook in started:
+        if hook.proc.poll() is None:
+            hook.proc.kill()
+            hook.proc.communicate()
+
+
+def test_without_any_cluster_the_webhook_accepts_alerts_and_reports_them(run_webhook) -> None:
+    hook = run_webhook()
+    url = f"http://127.0.0.1:{hook.port}"
+    for path in ("/v1/falco", "/"):
+        resp = httpx.post(url + path, content=SHELL, headers={"Content-Type": "application/json"})
+        assert resp.status_code == 202
+    bad = httpx.post(url + "/v1/falco", content=b"{", headers={"Content-Type": "application/json"})
+    assert bad.status_code == 400
+    assert httpx.get(f"{hook.ops}/readyz").json()["ready"] is True
+    metrics = httpx.get(f"{hook.ops}/metrics").text
+    labels = 'namespace="default",priority="Notice",rule="Terminal shell in container",source="syscall"'
+    assert f"teflon_webhook_alerts_total{{{labels}}} 2.0" in metrics
+    assert 'teflon_webhook_alerts_rejected_total{reason="invalid_json"} 1.0' in metrics
+    assert httpx.post(f"{hook.ops}/v1/falco", content=SHELL).status_code in (404, 405)  # ingest is not on ops
+    rates = httpx.get(f"{hook.ops}/v1/rates", params={"scope": "namespace"}).json()
+    assert rates["replica"] == "webhook-under-test"
+    assert [(e["name"], e["count"]) for e in rates["entries"]] == [("default", 2)]
+    code, logs = hook.stop()
+    assert code == 0
+    assert any(line.get("msg") == "queue drained" for line in logs)
+
+
+def test_sigterm_drains_queued_alerts_before_exiting(run_webhook) -> None:
+    hook = run_webhook(TEFLON_WEBHOOK_WORKERS="1")
+    batch = b"\n".join([SHELL] * 500)
+    resp = httpx.post(
+        f"http://127.0.0.1:{hook.port}/v1/falco",
+        content=batch,
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert resp.json()["accepted"] == 500
+    code, logs = hook.stop()
+    assert code == 0
+    assert not any(line.get("msg", "").startswith("drain timed out") for line in logs)
+    assert any(line.get("msg") == "queue drained" for line in logs)
+
+
+def test_with_a_client_ca_ingest_requires_a_client_certificate(run_webhook, tmp_path: Path) -> None:
+    ca = CertificateAuthority.create("teflon-test-ca")
+    ca_pair = ca.write(tmp_path / "ca")
+    server = ca.issue(tmp_path / "server", "teflon-webhook", dns_names=["localhost"], ips=["127.0.0.1"])
+    client = ca.issue(tmp_path / "falco", "falco", server=False, client=True)
+    hook = run_webhook(
+        TEFLON_WEBHOOK_TLS_CERT_FILE=str(server.cert_file),
+        TEFLON_WEBHOOK_TLS_KEY_FILE=str(server.key_file),
+        TEFLON_WEBHOOK_TLS_CLIENT_CA_FILE=str(ca_pair.cert_file),
+    )
+    url = f"https://127.0.0.1:{hook.port}/v1/falco"
+    anonymous = ssl.create_default_context(cafile=str(ca_pair.cert_file))
+    with pytest.raises(httpx.TransportError):
+        httpx.post(url, content=SHELL, headers={"Content-Type": "application/json"}, verify=anonymous)
+    mutual = ssl.create_default_context(cafile=str(ca_pair.cert_file))
+    mutual.load_cert_chain(str(client.cert_file), str(client.key_file))
+    resp = httpx.post(url, content=SHELL, headers={"Content-Type": "application/json"}, verify=mutual)
+    assert resp.status_code == 202
+    assert httpx.get(f"{hook.ops}/healthz").status_code == 200  # ops stays plain HTTP
+
+
+def test_inconsistent_tls_settings_stop_the_process_with_a_clear_error(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "TEFLON_WEBHOOK_TLS_CLIENT_CA_FILE": str(tmp_path / "ca.crt"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "teflon.webhook"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "TLS_CLIENT_CA_FILE needs TLS_CERT_FILE" in proc.stderr
