@@ -1,0 +1,132 @@
+"""Small helpers shared by the end-to-end tests and the demo: workloads, pods, quantities, counters."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from e2e.stack import ChartStack
+from harness.cluster import ApiError, Cluster
+
+IMAGE = "registry.invalid/shop/web:1.4.2"
+
+_SUFFIXES = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal("1e3"),
+    "M": Decimal("1e6"),
+    "G": Decimal("1e9"),
+    "Ki": Decimal(1024),
+    "Mi": Decimal(1024**2),
+}
+
+
+def quantity(text: str) -> float:
+    """A Kubernetes Quantity string as a number ("1500m" -> 1.5)."""
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if suffix and text.endswith(suffix):
+            return float(Decimal(text[: -len(suffix)]) * _SUFFIXES[suffix])
+    return float(Decimal(text))
+
+
+def deployment(name: str, namespace: str, replicas: int) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {"name": name, "image": IMAGE, "ports": [{"name": "http", "containerPort": 8080}]}
+                    ]
+                },
+            },
+        },
+    }
+
+
+def ready_pods(cluster: Cluster, namespace: str, app: str) -> list[dict[str, Any]]:
+    pods = cluster.request(
+        "GET", f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": f"app={app}"}
+    )
+    return sorted(
+        (
+            p
+            for p in pods["items"]
+            if "deletionTimestamp" not in p["metadata"]
+            and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+        ),
+        key=lambda p: str(p["metadata"]["name"]),
+    )
+
+
+def wait_ready_pods(cluster: Cluster, namespace: str, app: str, count: int, timeout: float = 60) -> list[Any]:
+    def enough() -> list[dict[str, Any]] | None:
+        pods = ready_pods(cluster, namespace, app)
+        return pods if len(pods) == count else None
+
+    return cluster.wait_until(enough, timeout, f"{count} ready pods of {namespace}/{app}")
+
+
+def replicas(cluster: Cluster, namespace: str, name: str) -> int:
+    dep = cluster.request("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+    return int(dep["spec"]["replicas"])
+
+
+def pod_uid(cluster: Cluster, namespace: str, name: str) -> str | None:
+    """The UID of the pod called ``name``, or None when no such pod exists."""
+    try:
+        return str(cluster.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}")["metadata"]["uid"])
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
+    """events.k8s.io/v1 Events about the object called ``name`` in ``namespace``."""
+    items = cluster.request("GET", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events")["items"]
+    return [e for e in items if e.get("regarding", {}).get("name") == name]
+
+
+def ingest_url(stack: ChartStack, replica: int = 0) -> str:
+    return f"http://{stack.pods['webhook'][replica].ip}:{port(stack, 'webhook', 'ingest')}/v1/falco"
+
+
+def ops_url(stack: ChartStack, component: str, replica: int = 0) -> str:
+    return f"http://{stack.pods[component][replica].ip}:{port(stack, component, 'ops')}"
+
+
+def port(stack: ChartStack, component: str, name: str) -> int:
+    dep = stack.deployment(component)
+    (container,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == component]
+    return int(next(p["containerPort"] for p in container["ports"] if p["name"] == name))
+
+
+def samples(stack: ChartStack, metric: str, replicas: list[int] | None = None, **labels: str) -> float:
+    """The sum of ``metric``'s samples whose labels include ``labels``, over the webhook replicas."""
+    total = 0.0
+    indices = replicas if replicas is not None else list(range(len(stack.pods["webhook"])))
+    for i in indices:
+        text = httpx.get(f"{ops_url(stack, 'webhook', i)}/metrics", timeout=5).text
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == metric and all(s.labels.get(k) == v for k, v in labels.items()):
+                    total += s.value
+    return total
+
+
+def custom_metric(cluster: Cluster, path: str) -> Any:
+    """GET a custom.metrics.k8s.io path through the aggregator (as the cluster admin)."""
+    return json.loads(cluster.kubectl("get", "--raw", f"/apis/custom.metrics.k8s.io{path}").stdout)
