@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -299,7 +300,9 @@ class KubeClusterActions:
         body: dict[str, Any] = {
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{pod.name[:200]}.", "namespace": pod.namespace},
+            # Named as client-go names Events (<object>.<hex nanoseconds>): recent API servers validate a
+            # generateName prefix as a name of its own, so the customary trailing "." is refused.
+            "metadata": {"name": f"{pod.name[:200]}.{time.time_ns():x}", "namespace": pod.namespace},
             "eventTime": micro_time(datetime.now(UTC)),
             "reportingController": REPORTING_CONTROLLER,
             "reportingInstance": self._instance[:128],

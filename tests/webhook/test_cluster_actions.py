@@ -1,0 +1,289 @@
+"""``KubeClusterActions`` and the responder against the real kube-apiserver of ``make cluster-up``.
+
+Pods run on kwok's fake nodes; the garbage collector, the disruption controller and the ReplicaSet
+controller are the real kube-controller-manager, so UID preconditions, PodDisruptionBudgets, owner
+references and Event validation are the API server's own behaviour, not a model of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from teflon.common.kube import JSON, KubeClient, NotFound
+from teflon.common.wire import RateScope, Signal
+from teflon.webhook.actions import ISOLATE_LABEL, REPORTING_CONTROLLER, KubeClusterActions, Outcome, PodRef
+from teflon.webhook.alert import parse_one
+from teflon.webhook.policy import Policy
+from teflon.webhook.rates import RateTracker
+from teflon.webhook.responder import Responder
+from teflon.webhook.telemetry import Telemetry
+
+pytestmark = pytest.mark.cluster
+
+T = TypeVar("T")
+NODE = "teflon-worker-1"
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, seconds: float = 60) -> T:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {seconds:g}s waiting for {what}")
+        await asyncio.sleep(0.3)
+
+
+def pod_manifest(name: str, labels: dict[str, str] | None = None) -> JSON:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": name} if labels is None else labels},
+        "spec": {
+            "nodeName": NODE,  # bound directly: no scheduling delay
+            "containers": [{"name": "app", "image": "registry.invalid/app:1.0.0"}],
+            "terminationGracePeriodSeconds": 5,
+        },
+    }
+
+
+async def create_pod(
+    kube: KubeClient, namespace: str, name: str, labels: dict[str, str] | None = None
+) -> PodRef:
+    pod = await kube.post(f"/api/v1/namespaces/{namespace}/pods", pod_manifest(name, labels))
+    return PodRef(namespace, name, pod["metadata"]["uid"])
+
+
+async def create_deployment(kube: KubeClient, namespace: str, name: str, replicas: int) -> list[JSON]:
+    labels = {"app": name}
+    await kube.post(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1.0.0"}]},
+                },
+            },
+        },
+    )
+
+    async def ready() -> list[JSON] | None:
+        pods = await kube.get(f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": f"app={name}"})
+        running = [
+            p
+            for p in pods["items"]
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+        ]
+        return running if len(running) == replicas else None
+
+    return await eventually(ready, f"{replicas} ready pods of {name}")
+
+
+async def get_pod(kube: KubeClient, ref: PodRef) -> JSON | None:
+    try:
+        return await kube.get(f"/api/v1/namespaces/{ref.namespace}/pods/{ref.name}")
+    except NotFound:
+        return None
+
+
+def ref_of(pod: JSON) -> PodRef:
+    meta = pod["metadata"]
+    return PodRef(meta["namespace"], meta["name"], meta["uid"])
+
+
+@pytest.fixture
+def actions(kube: KubeClient) -> KubeClusterActions:
+    return KubeClusterActions(kube, reporting_instance="teflon-webhook-test", backoff_seconds=0.05)
+
+
+async def test_delete_with_a_stale_uid_is_refused_and_with_the_right_uid_deletes(
+    kube: KubeClient, namespace: str, actions: KubeClusterActions
+) -> None:
+    ref = await create_pod(kube, namespace, "victim")
+    stale = PodRef(namespace, "victim", "00000000-0000-0000-0000-000000000000")
+    replaced = await actions.delete_pod(stale, 0)
+    assert replaced.outcome is Outcome.REPLACED
+    assert "does not match the UID in record" in replaced.detail
+    assert await get_pod(kube, ref) is not None
+    assert (await actions.delete_pod(ref, 0)).outcome is Outcome.APPLIED
+    await eventually(lambda: _gone(kube, ref), "the pod to be removed")
+    assert (await actions.delete_pod(ref, 0)).outcome is Outcome.GONE
+
+
+async def _gone(kube: KubeClient, ref: PodRef) -> bool:
+    return await get_pod(kube, ref) is None
+
+
+async def test_a_replacement_pod_with_the_same_name_is_never_deleted(
+    kube: KubeClient, namespace: str, actions: KubeClusterActions
+) -> None:
+    old = await create_pod(kube, namespace, "web-0")
+    await kube.delete(f"/api/v1/namespaces/{namespace}/pods/web-0", {"gracePeriodSeconds": 0})
+    await eventually(lambda: _gone(kube, old), "the old pod to be removed")
+    new = await create_pod(kube, namespace, "web-0")
+    result = await actions.delete_pod(old, 0)
+    assert result.outcome is Outcome.REPLACED
+    assert (await get_pod(kube, new)) is not None
+    assert (await actions.label_pod(old, {"teflon.io/quarantined": "true"})).outcome is Outcome.REPLACED
+
+
+async def test_eviction_blocked_by_a_pod_disruption_budget_is_reported_as_blocked(
+    kube: KubeClient, namespace: str, actions: KubeClusterActions
+) -> None:
+    (pod,) = await create_deployment(kube, namespace, "guarded", 1)
+    await kube.post(
+        f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets",
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "guarded"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
+        },
+    )
+
+    async def observed() -> bool:
+        pdb = await kube.get(f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/guarded")
+        status = pdb.get("status", {})
+        return (
+            status.get("observedGeneration") == pdb["metadata"]["generation"]
+            and status.get("currentHealthy") == 1
+        )
+
+    await eventually(observed, "the disruption controller to observe the PDB")
+    result = await actions.evict_pod(ref_of(pod), None)
+    assert result.outcome is Outcome.BLOCKED
+    assert "disruption budget" in result.detail
+    assert (await get_pod(kube, ref_of(pod)))["metadata"].get("deletionTimestamp") is None  # type: ignore[index]
+
+
+async def test_eviction_without_a_budget_in_the_way_evicts_the_pod(
+    kube: KubeClient, namespace: str, actions: KubeClusterActions
+) -> None:
+    ref = await create_pod(kube, namespace, "evictable")
+    assert (await actions.evict_pod(ref, 0)).outcome is Outcome.APPLIED
+    await eventually(lambda: _gone(kube, ref), "the evicted pod to be removed")
+    assert (await actions.evict_pod(ref, 0)).outcome is Outcome.GONE
+
+
+async def test_label_adds_labels_to_a_pod_with_or_without_existing_labels(
+    kube: KubeClient, namespace: str, actions: KubeClusterActions
+) -> None:
+    ref = await create_pod(kube, namespace, "plain", labels={})
+    result = await actions.label_pod(ref, {"teflon.io/quarantined": "true", "teflon.io/rule": "shells"})
+    assert result.outcome is Outcome.APPLIED
+    labels = (await get_pod(kube, ref))["metadata"]["labels"]  # type: ignore[index]
+    assert labels == {"teflon.io/quarantined": "true", "teflon.io/rule": "shells"}
+
+
+async def test_isolation_selects_only_that_pod_and_is_garbage_collected_with_it(
+    kube: KubeClient, namespace: str, actions: KubeClusterActions
+) -> None:
+    ref = await create_pod(kube, namespace, "compromised", labels={"app": "shop"})
+    sibling = await create_pod(kube, namespace, "sibling", labels={"app": "shop"})
+    assert (await actions.isolate_pod(ref)).outcome is Outcome.APPLIED
+    assert (await actions.isolate_pod(ref)).outcome is Outcome.APPLIED  # idempotent
+    path = f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies/teflon-isolate-compromised"
+    policy = await kube.get(path)
+    assert policy["spec"]["podSelector"] == {"matchLabels": {ISOLATE_LABEL: ref.uid}}
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in policy["spec"]
+    assert "egress" not in policy["spec"]
+    (owner,) = policy["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("Pod", "compromised", ref.uid)
+    selected = await kube.get(
+        f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": f"{ISOLATE_LABEL}={ref.uid}"}
+    )
+    assert [p["metadata"]["name"] for p in selected["items"]] == ["compromised"]
+    assert ISOLATE_LABEL not in (await get_pod(kube, sibling))["metadata"]["labels"]  # type: ignore[index]
+
+    await kube.delete(f"/api/v1/namespaces/{namespace}/pods/compromised", {"gracePeriodSeconds": 0})
+
+    async def collected() -> bool:
+        try:
+            await kube.get(path)
+        except NotFound:
+            return True
+        return False
+
+    await eventually(collected, "the garbage collector to delete the NetworkPolicy", seconds=90)
+
+
+async def test_events_are_recorded_with_a_valid_micro_time_and_the_reporting_controller(
+    kube: KubeClient, namespace: str, actions: KubeClusterActions
+) -> None:
+    ref = await create_pod(kube, namespace, "audited")
+    await actions.record_event(ref, action="Evict", reason="TeflonDryRun", note="would evict (dry run)")
+    events = await kube.get(f"/apis/events.k8s.io/v1/namespaces/{namespace}/events")
+    (event,) = [e for e in events["items"] if e["regarding"]["name"] == "audited"]
+    assert event["reportingController"] == REPORTING_CONTROLLER
+    assert event["reportingInstance"] == "teflon-webhook-test"
+    assert (event["action"], event["reason"], event["type"]) == ("Evict", "TeflonDryRun", "Warning")
+    assert event["regarding"]["uid"] == ref.uid
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", event["eventTime"])
+
+
+async def test_the_responder_enforces_a_policy_on_a_real_deployment_pod(
+    kube: KubeClient, namespace: str, actions: KubeClusterActions
+) -> None:
+    pods = await create_deployment(kube, namespace, "shop", 3)
+    target = pods[0]
+    ref = ref_of(target)
+    policy = Policy.model_validate(
+        {
+            "mode": "enforce",
+            "rules": [
+                {
+                    "name": "shells",
+                    "match": {"rules": ["Terminal shell in container"]},
+                    "actions": [
+                        {"type": "label"},
+                        {"type": "isolate"},
+                        {"type": "delete", "gracePeriodSeconds": 0},
+                    ],
+                }
+            ],
+        }
+    )
+    registry = CollectorRegistry()
+    rates = RateTracker(max_tracked=100, ttl_seconds=900)
+    responder = Responder(
+        policy=lambda: policy,
+        own_namespace="teflon",
+        telemetry=Telemetry(registry),
+        rates=rates,
+        actions=actions,
+    )
+    alert = parse_one(
+        {
+            "rule": "Terminal shell in container",
+            "priority": "Notice",
+            "source": "syscall",
+            "hostname": target["spec"]["nodeName"],
+            "output_fields": {"k8s.ns.name": namespace, "k8s.pod.name": ref.name, "k8s.pod.uid": ref.uid},
+        },
+        received=datetime.now(UTC),
+    )
+    await responder.handle(alert, 0.0)
+    for action in ("label", "isolate", "delete"):
+        sample = {"action": action, "result": "applied", "mode": "enforce", "namespace": namespace}
+        assert registry.get_sample_value("teflon_webhook_actions_total", sample) == 1, action
+    await eventually(lambda: _gone(kube, ref), "the compromised pod to be deleted")
+    (workload,) = rates.entries(RateScope.WORKLOAD, Signal.ALERTS, 60)
+    assert (workload.kind, workload.name, workload.count) == ("Deployment", "shop", 1)
+    events = await kube.get(f"/apis/events.k8s.io/v1/namespaces/{namespace}/events")
+    ours = sorted(e["action"] for e in events["items"] if e["reportingController"] == REPORTING_CONTROLLER)
+    assert ours == ["Delete", "Isolate", "Label"]
