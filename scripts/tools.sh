@@ -69,10 +69,13 @@ fresh_dir() {
 commit_dir() { rm -rf "$1" && mv "$1.partial" "$1"; }
 
 require_go() {
-  command -v go >/dev/null || die "Go is required to build ct, helm-unittest, actionlint and helm-docs (go1.24 or newer)"
+  command -v go >/dev/null || die "Go is required to build ct, helm-unittest, actionlint and helm-docs (go1.26 or newer)"
   local minor
   minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
-  [[ $minor -ge 24 ]] || die "Go $(go env GOVERSION) is too old: go get -tool needs go1.24 or newer"
+  # helm-unittest's go.mod asks for go1.26; an older go can only build it by switching toolchains.
+  if [[ $minor -lt 26 && $(go env GOTOOLCHAIN) == local ]]; then
+    die "Go $(go env GOVERSION) is too old: install go1.26 or newer, or allow GOTOOLCHAIN=auto"
+  fi
   export GOFLAGS="${GOFLAGS:-} -buildvcs=false" GOMAXPROCS="$GO_JOBS"
 }
 
