@@ -21,12 +21,7 @@ CT_VERSION=v3.14.0
 HELM_UNITTEST_VERSION=v1.1.2
 ACTIONLINT_VERSION=v1.7.12
 HELM_DOCS_VERSION=v1.14.2
-# The machine's interpreter, looked up on PATH without .venv/bin, which the Makefile puts first.
-PYTHON=$(PATH=$(tr ':' '\n' <<<"$PATH" | grep -vxF -e "$VENV_DIR/bin" -e "$TOOLS_DIR/bin" | paste -sd:) \
-  command -v "${TEFLON_PYTHON:-python3.11}") || {
-  echo "tools: ERROR: ${TEFLON_PYTHON:-python3.11} not found: the dev environment is built on Python 3.11" >&2
-  exit 1
-}
+PYTHON_NAME="${TEFLON_PYTHON:-python3.11}"
 # The machine has two cores shared with everything else; Go builds must not take them all.
 GO_JOBS="${TEFLON_GO_JOBS:-2}"
 
@@ -80,6 +75,13 @@ require_go() {
 }
 
 # --- uv and the Python environment -------------------------------------------------------------
+# The machine's interpreter (Debian's python3 package provides python3.11), looked up on PATH
+# without .venv/bin, which the Makefile puts first.
+find_python() {
+  PYTHON=$(PATH=$(tr ':' '\n' <<<"$PATH" | grep -vxF -e "$VENV_DIR/bin" -e "$TOOLS_DIR/bin" | paste -sd:) \
+    command -v "$PYTHON_NAME") || die "$PYTHON_NAME not found: the dev environment is built on Python 3.11"
+}
+
 install_uv() {
   local dir="$TOOLS_CACHE/uv/$UV_VERSION"
   if [[ ! -x $dir/bin/uv ]]; then
@@ -277,6 +279,7 @@ lock() {
 main() {
   if [[ ${1:-} == lock ]]; then
     mkdir -p "$TOOLS_DIR/bin" "$TOOLS_CACHE"
+    find_python
     install_uv
     lock
     return
@@ -284,6 +287,7 @@ main() {
   local start
   start=$(date +%s)
   install_apt_packages
+  find_python
   mkdir -p "$TOOLS_DIR/bin" "$TOOLS_CACHE" "$HELM_PLUGINS" "$HELM_CONFIG_HOME" "$HELM_CACHE_HOME" "$HELM_DATA_HOME"
   # Engineers and CI on one machine share the cache: one installer at a time.
   exec 9>"$TOOLS_CACHE/.lock"
