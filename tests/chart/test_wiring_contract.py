@@ -314,3 +314,22 @@ def test_the_helm_test_script_is_valid_python(webhook_enabled: bool) -> None:
     (container,) = pod["spec"]["containers"]
     assert container["command"][:2] == ["python", "-c"]
     compile(container["command"][2], "helm-test", "exec")
+
+
+@pytest.mark.parametrize("scenario", [s for s in ALL if s != "byo-falco-values.yaml"])
+def test_every_enabled_runtime_socket_is_mounted_where_the_container_plugin_looks(
+    scenario: str | None,
+) -> None:
+    rendered = render(scenario)
+    (plugin,) = [p for p in _falco_config(rendered)["plugins"] if p["name"] == "container"]
+    falco = rendered.workload("falco")
+    (container,) = falco["spec"]["template"]["spec"]["containers"]
+    host_root = env_of(container)["HOST_ROOT"]["value"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in falco["spec"]["template"]["spec"]["volumes"]}
+    enabled = [e for e in plugin["init_config"]["engines"].values() if e["enabled"]]
+    assert enabled
+    for engine in enabled:
+        for socket in engine["sockets"]:
+            volume = volumes[mounts[host_root + socket]]
+            assert volume["hostPath"]["path"] == socket

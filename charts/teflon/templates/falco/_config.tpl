@@ -4,13 +4,11 @@ Usage: {{ include "teflon.falco.config" . }}
 */}}
 {{- define "teflon.falco.config" -}}
 {{- $dir := "/etc/teflon/falco" -}}
+{{- /* Host paths as they are on the node: the container plugin prefixes HOST_ROOT (/host), where
+the DaemonSet mounts each socket. */ -}}
 {{- $engines := dict -}}
 {{- range $name, $engine := .Values.falco.containerEngines -}}
-{{- $sockets := list -}}
-{{- range $engine.sockets -}}
-{{- $sockets = append $sockets (printf "/host%s" .) -}}
-{{- end -}}
-{{- $_ := set $engines $name (dict "enabled" $engine.enabled "sockets" $sockets) -}}
+{{- $_ := set $engines $name (dict "enabled" $engine.enabled "sockets" $engine.sockets) -}}
 {{- end -}}
 {{- $http := dict
   "enabled" true
