@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +29,12 @@ from teflon.common.kube import (
 )
 
 log = logging.getLogger(__name__)
+
+# Namespace and pod names come from alerts and go into URL paths. The HTTP client resolves dot
+# segments, so "default/../kube-system" would reach another namespace than the one the guards checked:
+# only names Kubernetes itself allows (DNS-1123 label / subdomain) are ever looked up.
+_NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_POD_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 REPORTING_CONTROLLER = "teflon.io/webhook"
 ISOLATE_LABEL = "teflon.io/isolate"
@@ -183,6 +190,8 @@ class KubeClusterActions:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def get_pod(self, namespace: str, name: str) -> JSON | None:
+        if not (_NAMESPACE_NAME.fullmatch(namespace) and _POD_NAME.fullmatch(name)):
+            return None  # no pod can have this name, and the path would point elsewhere
         try:
             return await self._retry(
                 lambda: self._kube.get(f"/api/v1/namespaces/{namespace}/pods/{name}"),
