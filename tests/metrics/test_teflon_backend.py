@@ -279,3 +279,23 @@ async def test_a_malformed_snapshot_is_an_error(telemetry: Telemetry) -> None:
             await b.fetch(PER_MINUTE, Target(PODS, "shop", ("web-1",)))
     finally:
         await b.aclose()
+
+
+async def test_a_metric_can_fix_its_own_priority_and_rule_filters(telemetry: Telemetry) -> None:
+    config = parse_config(
+        "backends: {teflon: {service: wh, namespace: teflon}}\n"
+        "metrics: [{name: shell_alerts_per_minute, backend: teflon, resources: [pods],"
+        " minPriority: notice, rule: Terminal shell in container}]"
+    )
+    shell = next(m for m in config.all_metrics() if m.name == "shell_alerts_per_minute")
+    http = snapshot_server({"r1": [{"namespace": "shop", "kind": "Pod", "name": "web-1", "count": 2}]})
+    b = TeflonRates(CFG, StaticReplicas(["http://r1"]), telemetry, http=http)
+    try:
+        values = await b.fetch(shell, Target(PODS, "shop", ("web-1",), parse_selector("minPriority=Notice")))
+        with pytest.raises(InvalidMetricSelector, match="defined with minPriority=Notice"):
+            await b.fetch(shell, Target(PODS, "shop", ("web-1",), parse_selector("minPriority=Critical")))
+    finally:
+        await b.aclose()
+    assert values == {"web-1": 2.0}
+    _, query = http.queries[0]  # type: ignore[attr-defined]
+    assert (query["minPriority"], query["rule"]) == ("Notice", "Terminal shell in container")

@@ -104,6 +104,16 @@ metrics:
             "lower-case",
         ),
         ("metrics: [{name: x, backend: teflon, resources: [gadgets]}]", "unknown resources"),
+        (
+            "backends: {prometheus: {url: 'http://p'}}\n"
+            "metrics: [{name: x, backend: prometheus, resources: [pods], query: up, rule: a}]",
+            "teflon backend only",
+        ),
+        (
+            "backends: {teflon: {service: a, namespace: b}}\n"
+            "metrics: [{name: x, backend: teflon, resources: [pods], minPriority: loud}]",
+            "unknown Falco priority",
+        ),
         ("- a list", "mapping"),
         ("backends: {teflon: {service: a, namespace: b, extra: 1}}", "extra"),
         ("a: [", "not valid YAML"),

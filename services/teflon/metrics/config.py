@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from teflon.common.wire import Signal
+from teflon.common.wire import Priority, Signal
 from teflon.metrics.resources import RESOURCE_TYPES
 
 #: Placeholders a PromQL template may use; each is substituted with an escaped value.
@@ -126,6 +126,13 @@ class MetricDef(_Model):
     empty_as: EmptyAs | None = Field(default=None, alias="emptyAs")
     object_labels: dict[str, str] = Field(default_factory=dict, alias="objectLabels")
     external: bool = False
+    min_priority: str = Field(default="", alias="minPriority")
+    rule: str = ""
+
+    @field_validator("min_priority")
+    @classmethod
+    def _priority(cls, v: str) -> str:
+        return Priority.parse(v).label if v else ""
 
     @field_validator("name")
     @classmethod
@@ -149,6 +156,8 @@ class MetricDef(_Model):
             if bad:
                 raise ValueError(f"the teflon backend counts {', '.join(TEFLON_RESOURCES)}, not {bad}")
         else:
+            if self.min_priority or self.rule:
+                raise ValueError("minPriority and rule filter the teflon backend only; filter in the query")
             if not self.query:
                 raise ValueError(f"the {self.backend} backend needs a PromQL query")
             unknown_ph = sorted(set(_PLACEHOLDER.findall(self.query)) - PLACEHOLDERS)

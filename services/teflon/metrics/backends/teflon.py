@@ -84,8 +84,10 @@ class EndpointSliceReplicas:
         return sorted(urls)
 
 
-def _filters(selector: Selector) -> dict[str, str]:
-    params: dict[str, str] = {}
+def _filters(selector: Selector, metric: MetricDef) -> dict[str, str]:
+    """Rate API filters: those fixed in the metric definition, then those of the selector."""
+    fixed = {"minPriority": metric.min_priority, "rule": metric.rule}
+    params = {k: v for k, v in fixed.items() if v}
     for req in selector.requirements:
         param = SELECTOR_KEYS.get(req.key)
         if param is None or req.op != "=":
@@ -100,6 +102,8 @@ def _filters(selector: Selector) -> dict[str, str]:
                 raise InvalidMetricSelector(str(exc)) from exc
         else:
             params[param] = req.values[0]
+        if fixed[param] and params[param] != fixed[param]:
+            raise InvalidMetricSelector(f"metric {metric.name} is defined with {param}={fixed[param]}")
     return params
 
 
@@ -151,18 +155,23 @@ class TeflonRates:
             raise BackendError("no ready webhook replica to ask for alert rates")
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._cfg.timeout_seconds):
-                snaps = await asyncio.gather(*(self._ask(u, params) for u in urls))
+            async with asyncio.timeout(self._cfg.timeout_seconds), asyncio.TaskGroup() as group:
+                # a task group, not gather: the first failing replica cancels the others' queries
+                tasks = [group.create_task(self._ask(u, params)) for u in urls]
         except TimeoutError as exc:
             self._telemetry.backend_error("teflon", "timeout")
             raise BackendError(
                 f"webhook replicas did not answer within {self._cfg.timeout_seconds}s"
             ) from exc
-        except BackendError:
+        except BaseExceptionGroup as group_error:
             self._telemetry.backend_error("teflon", "error")
+            failed = [e for e in group_error.exceptions if isinstance(e, BackendError)]
+            if failed:
+                raise failed[0] from None
             raise
         finally:
             self._telemetry.backend_latency("teflon", time.perf_counter() - started)
+        snaps = [t.result() for t in tasks]
         total: dict[tuple[str, str, str], int] = {}
         for snap in snaps:
             for e in snap.entries:
@@ -175,7 +184,7 @@ class TeflonRates:
         params = {
             "signal": metric.signal.value,
             "window": str(metric.window_seconds),
-            **_filters(target.metric_selector),
+            **_filters(target.metric_selector, metric),
         }
         if rtype.resource == "namespaces":
             params["scope"] = RateScope.NAMESPACE.value
@@ -209,7 +218,7 @@ class TeflonRates:
             "signal": metric.signal.value,
             "window": str(metric.window_seconds),
             "namespace": namespace,
-            **_filters(selector),
+            **_filters(selector, metric),
         }
         counts = await self._counts(params)
         total = sum(c for (ns, kind, name), c in counts.items() if kind == "Namespace" and name == namespace)
