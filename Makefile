@@ -62,6 +62,11 @@ demo: ## Run the whole loop on a local control plane
 bench-metrics: ## Benchmark: p50/p99 of a pods/* custom-metrics query over 1,000 pods, cached and uncached
 	@.venv/bin/python scripts/bench_metrics.py
 
+# --- webhook ---
+.PHONY: bench-webhook
+bench-webhook: ## Benchmark: alerts/s, p50/p99 at fixed rates, RSS after 1M alerts over 100k pods
+	@.venv/bin/python scripts/bench_webhook.py --json build/bench-webhook.json
+
 # --- local control plane ---
 .PHONY: cluster-up cluster-down cluster-status
 cluster-up: ## Start the local control plane (etcd, kube-apiserver, controllers, kwok); KUBECONFIG=.cluster/kubeconfig

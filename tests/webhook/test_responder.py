@@ -94,35 +94,35 @@ def rig(current: Policy, fake: FakeActions | None) -> Rig:
 
 
 @pytest.fixture
-def cluster() -> FakeActions:
+def fake_cluster() -> FakeActions:
     fake = FakeActions()
     fake.replicaset("shop", "web-5d8f")
     fake.add_pod("shop", "web-1")
     return fake
 
 
-async def test_enforce_applies_every_action_in_order_with_the_pods_uid(cluster: FakeActions) -> None:
-    r = rig(policy(), cluster)
+async def test_enforce_applies_every_action_in_order_with_the_pods_uid(fake_cluster: FakeActions) -> None:
+    r = rig(policy(), fake_cluster)
     await r.send(alert())
-    uid = cluster.pods[("shop", "web-1")]["metadata"]["uid"]
-    assert cluster.actions_called() == ["label", "isolate", "evict", "delete"]
-    assert {ref.uid for _name, ref, _arg in cluster.calls} == {uid}
-    assert cluster.calls[0][2] == {"teflon.io/quarantined": "true"}
-    assert cluster.calls[3][2] == 10
+    uid = fake_cluster.pods[("shop", "web-1")]["metadata"]["uid"]
+    assert fake_cluster.actions_called() == ["label", "isolate", "evict", "delete"]
+    assert {ref.uid for _name, ref, _arg in fake_cluster.calls} == {uid}
+    assert fake_cluster.calls[0][2] == {"teflon.io/quarantined": "true"}
+    assert fake_cluster.calls[3][2] == 10
     assert r.actions(result="applied", mode="enforce", namespace="shop") == 4
-    assert [e["reason"] for e in cluster.events] == ["TeflonApplied"] * 4
-    assert "Terminal shell in container" in cluster.events[0]["note"]
+    assert [e["reason"] for e in fake_cluster.events] == ["TeflonApplied"] * 4
+    assert "Terminal shell in container" in fake_cluster.events[0]["note"]
 
 
 async def test_dry_run_changes_nothing_but_records_every_decision(
-    cluster: FakeActions, caplog: pytest.LogCaptureFixture
+    fake_cluster: FakeActions, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="teflon.webhook")
-    r = rig(policy(mode="dryRun"), cluster)
+    r = rig(policy(mode="dryRun"), fake_cluster)
     await r.send(alert())
-    assert cluster.calls == []
+    assert fake_cluster.calls == []
     assert r.actions(result="dry_run", mode="dryRun") == 4
-    assert [(e["action"], e["reason"]) for e in cluster.events] == [
+    assert [(e["action"], e["reason"]) for e in fake_cluster.events] == [
         ("Label", "TeflonDryRun"),
         ("Isolate", "TeflonDryRun"),
         ("Evict", "TeflonDryRun"),
@@ -145,23 +145,25 @@ async def test_dry_run_changes_nothing_but_records_every_decision(
     }
 
 
-async def test_a_rule_in_dry_run_stays_dry_while_the_global_mode_enforces(cluster: FakeActions) -> None:
+async def test_a_rule_in_dry_run_stays_dry_while_the_global_mode_enforces(fake_cluster: FakeActions) -> None:
     current = Policy.model_validate(
         {"mode": "enforce", "rules": [{"name": "r", "mode": "dryRun", "actions": [{"type": "delete"}]}]}
     )
-    r = rig(current, cluster)
+    r = rig(current, fake_cluster)
     await r.send(alert())
-    assert cluster.calls == []
+    assert fake_cluster.calls == []
     assert r.actions(action="delete", result="dry_run") == 1
 
 
 @pytest.mark.parametrize("namespace", ["kube-system", "teflon", "kube-public"])
-async def test_pods_in_protected_namespaces_are_never_touched(cluster: FakeActions, namespace: str) -> None:
-    cluster.add_pod(namespace, "web-1")
-    r = rig(policy(), cluster)
+async def test_pods_in_protected_namespaces_are_never_touched(
+    fake_cluster: FakeActions, namespace: str
+) -> None:
+    fake_cluster.add_pod(namespace, "web-1")
+    r = rig(policy(), fake_cluster)
     await r.send(alert(namespace=namespace))
-    assert cluster.calls == []
-    assert cluster.pod_gets == 1  # only the rate lookup; the decision needed no pod
+    assert fake_cluster.calls == []
+    assert fake_cluster.pod_gets == 1  # only the rate lookup; the decision needed no pod
     assert r.skips("protected_namespace") == 4
     assert r.actions(result="skipped", namespace=namespace) == 4
 
@@ -222,49 +224,51 @@ async def test_a_pod_that_no_longer_exists_is_skipped() -> None:
     assert r.skips("pod_not_found") == 4
 
 
-async def test_eviction_and_deletion_wait_for_enough_healthy_replicas(cluster: FakeActions) -> None:
-    cluster.replicaset("shop", "web-5d8f", ready=1, replicas=1)
-    r = rig(policy(), cluster)
+async def test_eviction_and_deletion_wait_for_enough_healthy_replicas(fake_cluster: FakeActions) -> None:
+    fake_cluster.replicaset("shop", "web-5d8f", ready=1, replicas=1)
+    r = rig(policy(), fake_cluster)
     await r.send(alert())
-    assert cluster.actions_called() == ["label", "isolate"]
+    assert fake_cluster.actions_called() == ["label", "isolate"]
     assert r.skips("min_healthy_replicas") == 1  # evict skipped; the rest of the list stops there
-    assert "1 ready pods; 0 would be left" in cluster.events[-1]["note"]
+    assert "1 ready pods; 0 would be left" in fake_cluster.events[-1]["note"]
 
 
-async def test_repeated_alerts_act_once_per_pod_and_action_within_the_window(cluster: FakeActions) -> None:
-    r = rig(policy(actions=[{"type": "label"}]), cluster)
+async def test_repeated_alerts_act_once_per_pod_and_action_within_the_window(
+    fake_cluster: FakeActions,
+) -> None:
+    r = rig(policy(actions=[{"type": "label"}]), fake_cluster)
     for _ in range(5):
         await r.send(alert())
-    assert cluster.actions_called() == ["label"]
+    assert fake_cluster.actions_called() == ["label"]
     assert r.skips("deduped") == 4
     r.clock.advance(301)
     await r.send(alert())
-    assert cluster.actions_called() == ["label", "label"]
+    assert fake_cluster.actions_called() == ["label", "label"]
 
 
 async def test_a_blocked_eviction_stops_the_rest_and_is_retried_by_a_later_alert(
-    cluster: FakeActions,
+    fake_cluster: FakeActions,
 ) -> None:
-    cluster.outcomes["evict"] = ActionResult(
+    fake_cluster.outcomes["evict"] = ActionResult(
         Outcome.BLOCKED, "Cannot evict pod as it would violate the pod's disruption budget."
     )
-    r = rig(policy(actions=[{"type": "evict"}, {"type": "delete"}]), cluster)
+    r = rig(policy(actions=[{"type": "evict"}, {"type": "delete"}]), fake_cluster)
     await r.send(alert())
-    assert cluster.actions_called() == ["evict"]
+    assert fake_cluster.actions_called() == ["evict"]
     assert r.actions(action="evict", result="blocked") == 1
-    assert cluster.events[-1]["reason"] == "TeflonBlocked"
+    assert fake_cluster.events[-1]["reason"] == "TeflonBlocked"
     await r.send(alert())
-    assert cluster.actions_called() == ["evict", "evict"]
+    assert fake_cluster.actions_called() == ["evict", "evict"]
 
 
 @pytest.mark.parametrize("outcome", [Outcome.GONE, Outcome.REPLACED, Outcome.FAILED])
 async def test_a_pod_gone_replaced_or_failed_stops_the_rest_of_the_list(
-    cluster: FakeActions, outcome: Outcome
+    fake_cluster: FakeActions, outcome: Outcome
 ) -> None:
-    cluster.outcomes["label"] = ActionResult(outcome, "x")
-    r = rig(policy(), cluster)
+    fake_cluster.outcomes["label"] = ActionResult(outcome, "x")
+    r = rig(policy(), fake_cluster)
     await r.send(alert())
-    assert cluster.actions_called() == ["label"]
+    assert fake_cluster.actions_called() == ["label"]
     assert r.actions(action="label", result=outcome.value) == 1
 
 
@@ -327,30 +331,30 @@ async def test_without_a_cluster_enforce_mode_acts_on_nothing() -> None:
     assert r.skips("no_cluster") == 4
 
 
-async def test_internal_alerts_are_never_acted_on(cluster: FakeActions) -> None:
+async def test_internal_alerts_are_never_acted_on(fake_cluster: FakeActions) -> None:
     r = rig(
         Policy.model_validate(
             {"mode": "enforce", "rules": [{"name": "all", "actions": [{"type": "delete"}]}]}
         ),
-        cluster,
+        fake_cluster,
     )
     await r.send(alert(source="internal"))
-    assert cluster.calls == []
+    assert fake_cluster.calls == []
     assert len(r.rates) == 0
 
 
-async def test_a_pod_lookup_failure_skips_the_response_without_raising(cluster: FakeActions) -> None:
-    r = rig(policy(), cluster)
-    cluster.fail_pod_get = True
+async def test_a_pod_lookup_failure_skips_the_response_without_raising(fake_cluster: FakeActions) -> None:
+    r = rig(policy(), fake_cluster)
+    fake_cluster.fail_pod_get = True
     await r.send(alert())
-    assert cluster.calls == []
+    assert fake_cluster.calls == []
     assert r.skips("lookup_failed") == 4
 
 
 async def test_alerts_and_responses_are_counted_against_pod_workload_and_namespace(
-    cluster: FakeActions,
+    fake_cluster: FakeActions,
 ) -> None:
-    r = rig(policy(actions=[{"type": "label"}]), cluster)
+    r = rig(policy(actions=[{"type": "label"}]), fake_cluster)
     await r.send(alert())
     await r.send(alert())
     workloads = r.rates.entries(RateScope.WORKLOAD, Signal.ALERTS, 60)
