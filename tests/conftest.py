@@ -4,7 +4,8 @@
   running (idempotent; seconds when warm), as a ``harness.cluster.Cluster``. Tests that use it are
   marked ``cluster`` automatically, so ``pytest -m "not cluster"`` leaves them out. When the control
   plane cannot start, the tests fail under CI (``CI=true``) and are skipped, with the reason, elsewhere.
-  The cluster keeps running after the session; ``make cluster-down`` stops it.
+  The cluster keeps running after the session (``make cluster-down`` stops it), except under CI,
+  where a cluster the session started is stopped at its end.
 * ``kube``: a ``teflon.common.kube.KubeClient`` for the cluster admin, closed after the test.
 * ``namespace``: a fresh namespace for one test, deleted afterwards.
 """
@@ -18,7 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from harness.cluster import ApiError, Cluster, ClusterError, ensure_up
+from harness.cluster import ApiError, Cluster, ClusterError, ensure_up, is_running, stop
 from teflon.common.kube import KubeClient
 
 
@@ -29,13 +30,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Cluster:
+def cluster() -> Iterator[Cluster]:
+    ci = os.environ.get("CI", "").lower() == "true"
+    started_here = not is_running()
     try:
-        return ensure_up()
+        running = ensure_up()
     except (ClusterError, OSError) as exc:
-        if os.environ.get("CI", "").lower() == "true":
+        if ci:
             pytest.fail(f"the local control plane did not start: {exc}", pytrace=False)
         pytest.skip(f"the local control plane did not start (CI would fail here): {exc}")
+    yield running
+    # A CI checkout is thrown away after the run; its cluster must not outlive it. Developers keep
+    # theirs warm for the next run.
+    if ci and started_here:
+        stop()
 
 
 @pytest.fixture

@@ -29,9 +29,10 @@ such tests ``@pytest.mark.cluster`` (the fixture adds the mark too). What a ``Cl
   The Service port is ``service_port`` (default 443, name ``https``); Service VIPs are not routed
   here, so clients use the endpoint (the aggregator does, with ``--enable-aggregator-routing``).
   Processes inside reach the API server at the same ``server`` URL, so they can use ``kubeconfig``;
-* ``lock(name)`` -> an exclusive file lock shared by every test session on this machine, for
-  cluster-wide objects such as an APIService that only one test may own at a time
-  (``with cluster.lock("apiservice-v1beta2.custom.metrics.k8s.io"): ...``).
+* ``lock(name)`` -> an exclusive file lock shared by every test session using this cluster, for
+  cluster-scoped objects that only one test may own at a time. Whoever registers a
+  ``custom.metrics.k8s.io`` APIService holds ``cluster.lock("apiservice-custom.metrics.k8s.io")``
+  while it exists (``with cluster.lock(...): ...``).
 """
 
 from __future__ import annotations
@@ -89,6 +90,18 @@ def tool(name: str) -> str:
     if found is None:
         raise ClusterError(f"{name} not found in {TOOLS_BIN} or on PATH; run `make tools`")
     return found
+
+
+def is_running() -> bool:
+    """Whether ``scripts/cluster.sh status`` finds every component running and the API ready."""
+    return subprocess.run([str(SCRIPT), "status"], capture_output=True, check=False, cwd=ROOT).returncode == 0
+
+
+def stop() -> None:
+    """``scripts/cluster.sh down``: stop the processes ``up`` started and remove the state."""
+    proc = subprocess.run([str(SCRIPT), "down"], capture_output=True, text=True, check=False, cwd=ROOT)
+    if proc.returncode != 0:
+        raise ClusterError(f"scripts/cluster.sh down failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}")
 
 
 def ensure_up(timeout: float | None = None) -> Cluster:
@@ -292,7 +305,8 @@ class Cluster:
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        locks = Path(os.environ.get("TMPDIR", "/tmp")) / "teflon-cluster-locks"
+        # Per cluster: what it guards (an APIService, say) exists once per cluster.
+        locks = self.state / "locks"
         locks.mkdir(exist_ok=True)
         with (locks / f"{name}.lock").open("w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
