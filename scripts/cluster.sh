@@ -407,6 +407,7 @@ up() {
   fi
   build
   local begin=$SECONDS
+  trap up_failed EXIT
   choose_ports
   echo "$K8S_VERSION" >"$STATE/kubernetes-version"
   make_pki
@@ -423,6 +424,7 @@ up() {
   wait_for kwok 60 nodes_ready
   # Pods can be created once the ServiceAccount controller has made the namespace's default account.
   wait_for kube-controller-manager 60 default_sa_exists
+  trap - EXIT
   log "up in $((SECONDS - begin))s: export KUBECONFIG=$STATE/kubeconfig"
 }
 
@@ -497,7 +499,7 @@ start_kwok() {
     --server-address="127.0.0.1:$KWOK_PORT"
 }
 
-down() {
+stop_processes() {
   local c pid stopped=()
   # Reverse start order: clients first, etcd last.
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
@@ -516,8 +518,18 @@ down() {
     fi
   done
   ((${#stopped[@]} == 0)) || log "stopped ${stopped[*]}"
+}
+
+down() {
+  stop_processes
   unguard_routes
   rm -rf "$STATE"
+}
+
+# A failed `up` stops whatever it had started but keeps the logs; the next `up` clears the rest.
+up_failed() {
+  log "up failed; stopping the components it started (logs stay in $STATE/logs)"
+  stop_processes
 }
 
 status() {
