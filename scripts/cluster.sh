@@ -7,12 +7,24 @@
 #   scripts/cluster.sh down    stop exactly the processes `up` started (by PID) and remove the state
 #   scripts/cluster.sh status  show each component; exit 1 unless all are running and healthy
 #   scripts/cluster.sh env     print `export KUBECONFIG=...` for eval
-#   scripts/cluster.sh build   only build/fetch the binaries
+#   scripts/cluster.sh build   only build the binaries
 #
-# Binaries live in ${XDG_CACHE_HOME:-~/.cache}/teflon/cluster/<component>-<version>/; the running
-# cluster's state (certificates, kubeconfigs, logs, PIDs, etcd data) in <repo>/.cluster/.
-# Everything listens on 127.0.0.1 only. Pod, Service and node addresses the cluster invents are routed
-# to "unreachable" on this host, so nothing ever sends traffic to them beyond this machine.
+# Environment: TEFLON_K8S_VERSION (default 1.37.2; any version the Go module proxy serves, e.g. 1.36.3
+# for a version matrix), TEFLON_CLUSTER_STATE (default <repo>/.cluster), TEFLON_CLUSTER_PORT_BASE
+# (six consecutive ports; default: chosen per state directory).
+#
+# Everything is built from the Go module proxy with the machine's Go and cached under
+# ${XDG_CACHE_HOME:-~/.cache}/teflon/cluster/<component>-<version>/ (a cold Kubernetes build takes
+# minutes; afterwards `up` takes seconds). The running cluster's state (certificates, kubeconfigs,
+# logs, PIDs, etcd data) lives in the state directory. Everything listens on 127.0.0.1 only. Pod,
+# Service and node addresses the cluster invents are routed to "unreachable" on this host, so nothing
+# ever sends traffic to them beyond this machine; tests give real servers real addresses with network
+# namespaces (tests/harness/netns.py).
+#
+# kwok runs as a plain process against the API server (not through kwokctl): the same binaries and
+# flags in development and CI, with nothing downloaded at start. It manages the Nodes this script
+# creates (annotation kwok.x-k8s.io/node=fake) with kwok's default node and pod stages plus
+# scripts/cluster/kwok-stages.yaml, which completes `helm test` pods.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -395,13 +407,18 @@ choose_ports() {
   set_ports "$base"
 }
 
+running_version() { cat "$STATE/kubernetes-version" 2>/dev/null || true; }
+
 up() {
-  if all_running && api_ready; then
+  if all_running && api_ready && [[ "$(running_version)" == "$K8S_VERSION" ]]; then
     guard_routes
     log "already up (export KUBECONFIG=$STATE/kubeconfig)"
     return
   fi
-  if [[ -d "$STATE/pids" ]]; then
+  if all_running; then
+    log "replacing the running Kubernetes v$(running_version) with v$K8S_VERSION"
+    down
+  elif [[ -d "$STATE/pids" ]]; then
     log "a previous cluster is partly running or stale; replacing it"
     down
   fi
@@ -543,7 +560,7 @@ status() {
     fi
   done
   if ((ok == 0)) && api_ready; then
-    printf '%-24s https://127.0.0.1:%s ready (KUBECONFIG=%s)\n' api "$API_PORT" "$STATE/kubeconfig"
+    printf '%-24s v%s at https://127.0.0.1:%s ready (KUBECONFIG=%s)\n' api "$(running_version)" "$API_PORT" "$STATE/kubeconfig"
   else
     printf '%-24s not ready\n' api
     ok=1
@@ -563,7 +580,7 @@ main() {
   case "${1:-}" in
     up)
       # Fast path without the lock, so a long build for another checkout never delays a running one.
-      if all_running && api_ready; then
+      if all_running && api_ready && [[ "$(running_version)" == "$K8S_VERSION" ]]; then
         guard_routes
         log "already up (export KUBECONFIG=$STATE/kubeconfig)"
         return
