@@ -13,6 +13,7 @@ such tests ``@pytest.mark.cluster`` (the fixture adds the mark too). What a ``Cl
 * ``kube()`` -> a ``teflon.common.kube.KubeClient`` for the admin kubeconfig (async; close it with
   ``await client.aclose()``; the ``kube`` fixture does that for you);
 * ``request(method, path, body)`` -> a synchronous JSON call as admin, raising ``ApiError``;
+  ``apply(obj)`` server-side applies a manifest dict; ``delete(obj)`` deletes it (gone is fine);
 * ``kubectl(*args)`` / ``helm(*args)`` -> ``CompletedProcess[str]`` with ``KUBECONFIG`` set, raising
   ``CommandError`` (with stdout/stderr) on failure unless ``check=False``; the binaries come from
   ``.tools/bin`` (``make tools``);
@@ -29,10 +30,16 @@ such tests ``@pytest.mark.cluster`` (the fixture adds the mark too). What a ``Cl
   The Service port is ``service_port`` (default 443, name ``https``); Service VIPs are not routed
   here, so clients use the endpoint (the aggregator does, with ``--enable-aggregator-routing``).
   Processes inside reach the API server at the same ``server`` URL, so they can use ``kubeconfig``;
+* ``run(argv)`` -> runs any command with the cluster's ``KUBECONFIG`` and ``.tools/bin`` on PATH;
 * ``lock(name)`` -> an exclusive file lock shared by every test session using this cluster, for
   cluster-scoped objects that only one test may own at a time. Whoever registers a
   ``custom.metrics.k8s.io`` APIService holds ``cluster.lock("apiservice-custom.metrics.k8s.io")``
   while it exists (``with cluster.lock(...): ...``).
+
+Other fixtures in ``tests/conftest.py``: ``kube`` (a ``KubeClient``, closed after the test) and
+``namespace`` (a fresh namespace, deleted after the test). For an extension API server to register
+behind an APIService, ``harness.certs`` makes a CA and a serving certificate for ``svc.dns_name`` and
+``harness.testserver`` is a minimal one (see ``tests/cluster/test_control_plane.py``).
 """
 
 from __future__ import annotations
