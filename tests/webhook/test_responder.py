@@ -198,8 +198,12 @@ async def test_protections_no_rule_can_override(
     fake.add_pod("shop", "web-1", **pod_kw)
     r = rig(policy(**extra), fake)
     await r.send(alert(**overrides))
+    await r.send(alert(**overrides))
     assert fake.calls == []
-    assert r.skips(reason) == 4
+    assert r.skips(reason) == 8
+    # One Event per pod and reason per dedupe window says why the pod was left alone.
+    assert [(e["action"], e["reason"]) for e in fake.events] == [("Skip", "TeflonSkipped")]
+    assert reason in fake.events[0]["note"]
 
 
 async def test_a_node_mismatch_is_counted_as_suspicious() -> None:

@@ -179,17 +179,17 @@ class Responder:
         if alert.namespace is None or alert.pod is None:  # pragma: no cover - checked by the caller
             return
         if is_protected_namespace(policy, self._own_namespace, alert.namespace):
-            self._skip_rule(policy, candidates[0], alert, Skip.PROTECTED_NAMESPACE, "")
+            await self._skip_rule(policy, candidates[0], alert, Skip.PROTECTED_NAMESPACE, "")
             return
         pod: JSON | None = None
         if self._actions is not None:
             try:
                 pod = await self._actions.get_pod(alert.namespace, alert.pod)
             except KubeError as exc:
-                self._skip_rule(policy, candidates[0], alert, Skip.LOOKUP_FAILED, str(exc))
+                await self._skip_rule(policy, candidates[0], alert, Skip.LOOKUP_FAILED, str(exc))
                 return
             if pod is None:
-                self._skip_rule(policy, candidates[0], alert, Skip.POD_NOT_FOUND, "")
+                await self._skip_rule(policy, candidates[0], alert, Skip.POD_NOT_FOUND, "")
                 return
         labels = (pod.get("metadata", {}).get("labels") or {}) if pod is not None else None
         rule = select_rule(candidates, labels)
@@ -198,7 +198,9 @@ class Responder:
         mode = effective_mode(policy, rule)
         if pod is None:
             if mode is Mode.ENFORCE:
-                self._skip_rule(policy, rule, alert, Skip.NO_CLUSTER, "enforce mode needs the Kubernetes API")
+                await self._skip_rule(
+                    policy, rule, alert, Skip.NO_CLUSTER, "enforce mode needs the Kubernetes API"
+                )
                 return
         else:
             protection = protection_for(policy, alert, pod)
@@ -210,7 +212,7 @@ class Responder:
                     if protection is Skip.NODE_MISMATCH
                     else ""
                 )
-                self._skip_rule(policy, rule, alert, protection, detail)
+                await self._skip_rule(policy, rule, alert, protection, detail, pod=pod)
                 return
         uid = str(pod["metadata"].get("uid", "")) if pod is not None else (alert.pod_uid or "")
         ref = PodRef(alert.namespace, alert.pod, uid)
@@ -340,21 +342,30 @@ class Responder:
             )
         return ""
 
-    def _skip_rule(self, policy: Policy, rule: Rule, alert: Alert, reason: Skip, detail: str) -> None:
+    async def _skip_rule(
+        self, policy: Policy, rule: Rule, alert: Alert, reason: Skip, detail: str, *, pod: JSON | None = None
+    ) -> None:
         mode = effective_mode(policy, rule)
         for action in rule.actions:
             self._count(Decision(alert, rule.name, action.type, mode, "skipped", reason, detail))
         # One line per pod and reason per dedupe window: a noisy pod must not flood the log.
         key = (f"{alert.namespace}/{alert.pod}", f"skip:{reason.value}", mode.value)
-        level = logging.INFO if self.dedupe.first(key, policy.dedupe_seconds) else logging.DEBUG
+        first = self.dedupe.first(key, policy.dedupe_seconds)
+        decision = Decision(alert, rule.name, rule.actions[0].type, mode, "skipped", reason, detail)
         log.log(
-            level,
+            logging.INFO if first else logging.DEBUG,
             "response skipped",
-            extra=self._fields(
-                Decision(alert, rule.name, rule.actions[0].type, mode, "skipped", reason, detail)
-            )
-            | {"actions": [a.type.value for a in rule.actions]},
+            extra=self._fields(decision) | {"actions": [a.type.value for a in rule.actions]},
         )
+        # A protected pod that exists gets one Event per window, so `kubectl describe` shows why teflon
+        # left it alone; protected namespaces get none (teflon does not write there).
+        if first and pod is not None and alert.namespace and alert.pod:
+            ref = PodRef(alert.namespace, alert.pod, str(pod.get("metadata", {}).get("uid", "")))
+            actions = ", ".join(a.type.value for a in rule.actions)
+            note = f"{rule.name}: {actions} skipped: {reason.value} {detail}"
+            await self._event(
+                ref, "Skip", "TeflonSkipped", note.strip(), warning=reason is Skip.NODE_MISMATCH
+            )
 
     def _count(self, d: Decision) -> None:
         self._telemetry.actions.labels(
