@@ -191,9 +191,6 @@ def test_the_metrics_server_serves_the_hpa_path_through_the_aggregator(
     cluster: Cluster, namespace: str, deployed: tuple[NetnsService, CertificateAuthority], tmp_path: Path
 ) -> None:
     svc, ca = deployed
-    httpx.post(
-        f"http://{svc.ip}:{WEBHOOK_INGEST}/v1/falco", json=[alert(namespace, "web-1")] * 3, timeout=10
-    ).raise_for_status()
     services = [_apiservice("v1beta1", svc, ca.cert_pem, 100), _apiservice("v1beta2", svc, ca.cert_pem, 200)]
     pods_path = (
         f"/apis/{GROUP}/v1beta2/namespaces/{namespace}/pods/*/falco_alerts_per_minute?labelSelector=app%3Dweb"
@@ -217,6 +214,13 @@ def test_the_metrics_server_serves_the_hpa_path_through_the_aggregator(
                 return True
 
             cluster.wait_until(available, 60, "both custom.metrics.k8s.io APIServices Available")
+            # alerts now, so they are inside the one-minute window when the metric is asked
+            httpx.post(
+                f"http://{svc.ip}:{WEBHOOK_INGEST}/v1/falco", json=[alert(namespace, "web-1")] * 3, timeout=10
+            ).raise_for_status()
+            cluster.wait_until(
+                lambda: _webhook_count(svc, namespace) == 3, 30, "the webhook to count 3 alerts"
+            )
             ok, discovery = _raw(cluster, f"/apis/{GROUP}/v1beta2")
             assert ok, discovery
             # alice is no system:masters member: the server asks the cluster with a SubjectAccessReview
@@ -255,6 +259,15 @@ def test_the_metrics_server_serves_the_hpa_path_through_the_aggregator(
         ("web-1", "3"),
         ("web-2", "0"),
     ]
+
+
+def _webhook_count(svc: NetnsService, namespace: str) -> int:
+    doc = httpx.get(
+        f"http://{svc.ip}:{WEBHOOK_OPS}/v1/rates",
+        params={"scope": "namespace", "namespace": namespace},
+        timeout=5,
+    ).json()
+    return sum(int(e["count"]) for e in doc.get("entries", []))
 
 
 def _webhook_refuses_design_window(svc: NetnsService) -> str:
