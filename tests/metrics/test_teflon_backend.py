@@ -32,10 +32,6 @@ CFG = TeflonBackend(service="teflon-webhook", namespace="teflon")
 def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Replica]]:
     with webhook_replicas(2, tmp_path_factory.mktemp("webhooks")) as reps:
         a, b = reps
-        refusal = a.rejects_design_window()
-        if refusal:
-            # a webhook defect, not ours: these tests run for real as soon as the webhook follows the contract
-            pytest.xfail(f"the webhook refuses GET /v1/rates?window=60 from docs/design.md: {refusal}")
         a.send(*[alert("shop", "web-1")] * 3, alert("shop", "web-2", priority="Notice"))
         b.send(*[alert("shop", "web-1", priority="Warning", rule="Read sensitive file untrusted")] * 2)
         b.send(alert("blog", "cms-0"))

@@ -64,11 +64,6 @@ class Replica:
                 raise TimeoutError(f"replica {self.ops} counted {self.count(namespace)} alerts, not {n}")
             time.sleep(0.05)
 
-    def rejects_design_window(self) -> str:
-        """The webhook's refusal of ``window=60`` (docs/design.md's rate API), or "" when accepted."""
-        resp = httpx.get(f"{self.ops}/v1/rates", params={"scope": "pod", "window": "60"}, timeout=5)
-        return "" if resp.status_code == 200 else f"HTTP {resp.status_code}: {resp.text[:300]}"
-
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
