@@ -1,0 +1,193 @@
+"""Ingest benchmarks of one webhook process on 127.0.0.1, without a cluster (dry run, as Falco's peer).
+
+* ``throughput``: closed loop, one alert per request over 8 connections; alerts/s counted up to the
+  moment the queue has drained, with zero drops (every answer 202, ``alerts_total`` up by exactly the
+  number sent, ``alerts_rejected_total`` unchanged);
+* ``latency``: open loop at fixed rates; client-observed latency p50/p99 on loopback (an upper bound
+  on server time: it includes the generator's own scheduling);
+* ``memory``: a fresh process, one million alerts over 100,000 distinct pods in NDJSON batches of 500,
+  then its resident memory once the queue has drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.alerts import AlertMix
+from bench.loadgen import Connection, closed_loop, get_text, metric_sum, open_loop, percentile
+
+HOST = "127.0.0.1"
+PATH = b"/v1/falco"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Process:
+    """A webhook (``python -m teflon.webhook``) started for one measurement."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    ops_port: int
+    log: Path
+
+    @classmethod
+    def start(cls, workdir: Path, env: dict[str, str]) -> Process:
+        port, ops_port = free_port(), free_port()
+        full = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(workdir),
+            "TEFLON_WEBHOOK_HOST": HOST,
+            "TEFLON_WEBHOOK_PORT": str(port),
+            "TEFLON_WEBHOOK_OPS_PORT": str(ops_port),
+            "TEFLON_WEBHOOK_KUBECONFIG": str(workdir / "no-cluster"),
+            "TEFLON_WEBHOOK_LOG_LEVEL": "WARNING",
+            **env,
+        }
+        log = workdir / f"webhook-{port}.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "teflon.webhook"],
+            env=full,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"webhook exited {proc.returncode}:\n{log.read_text()}")
+            if _ready(ops_port):
+                return cls(proc, port, ops_port, log)
+            time.sleep(0.2)
+        proc.kill()
+        raise RuntimeError("webhook did not become ready within 60 s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def rss_mib(self) -> float:
+        match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{self.proc.pid}/status").read_text())
+        return int(match.group(1)) / 1024 if match else float("nan")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def metrics(self) -> str:
+        return await get_text(HOST, self.ops_port, "/metrics")
+
+    async def drained(self, patience: float = 900) -> float:
+        """Wait until the queue is empty; the time it became so."""
+        deadline = time.monotonic() + patience
+        while metric_sum(await self.metrics(), "teflon_webhook_queue_depth") > 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the queue did not drain")
+            await asyncio.sleep(0.05)
+        return time.monotonic()
+
+
+def _ready(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1) as s:
+            s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return s.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+async def counters(p: Process) -> tuple[float, float]:
+    text = await p.metrics()
+    return metric_sum(text, "teflon_webhook_alerts_total"), metric_sum(
+        text, "teflon_webhook_alerts_rejected_total"
+    )
+
+
+async def throughput(p: Process, mix: AlertMix, seconds: float, connections: int = 8) -> dict[str, Any]:
+    alerts0, rejected0 = await counters(p)
+    cpu0 = p.cpu_seconds()
+    started = time.monotonic()
+    out = await closed_loop(HOST, p.port, PATH, mix.alert, seconds=seconds, connections=connections)
+    done = await p.drained()
+    alerts1, rejected1 = await counters(p)
+    return {
+        "alerts_per_second": out.sent / (done - started),
+        "sent": out.sent,
+        "non_202": out.errors,
+        "counted": alerts1 - alerts0,
+        "rejected": rejected1 - rejected0,
+        "zero_drops": out.errors == 0 and alerts1 - alerts0 == out.sent and rejected1 == rejected0,
+        "server_cpu_us_per_alert": (p.cpu_seconds() - cpu0) / max(1, out.sent) * 1e6,
+    }
+
+
+async def latency(p: Process, mix: AlertMix, rate: int, seconds: float) -> dict[str, Any]:
+    out = await open_loop(HOST, p.port, PATH, mix.alert, rate=rate, seconds=seconds)
+    await p.drained()
+    return {
+        "rate": rate,
+        "achieved_rate": out.sent / out.seconds,
+        "p50_ms": percentile(out.latencies_ms, 0.50),
+        "p99_ms": percentile(out.latencies_ms, 0.99),
+        "max_ms": max(out.latencies_ms),
+        "non_202": out.errors,
+    }
+
+
+async def memory(
+    p: Process, mix: AlertMix, alerts: int, batch: int = 500, connections: int = 4
+) -> dict[str, Any]:
+    rss0 = p.rss_mib()
+    per_conn = alerts // connections
+    retries = 0
+
+    async def sender(k: int) -> None:
+        nonlocal retries
+        conn = await Connection.open(HOST, p.port)
+        try:
+            first = k * per_conn
+            for offset in range(0, per_conn, batch):
+                body = mix.ndjson(first + offset, min(batch, per_conn - offset))
+                status = await conn.post(PATH, body, b"application/x-ndjson")
+                while status == 503:  # queue full: back off and resend, as a forwarding agent would
+                    retries += 1
+                    await asyncio.sleep(0.05)
+                    status = await conn.post(PATH, body, b"application/x-ndjson")
+                if status != 202:
+                    raise RuntimeError(f"batch refused with HTTP {status}")
+        finally:
+            conn.close()
+
+    started, cpu0 = time.monotonic(), p.cpu_seconds()
+    await asyncio.gather(*(sender(k) for k in range(connections)))
+    done = await p.drained()
+    text = await p.metrics()
+    return {
+        "alerts": per_conn * connections,
+        "distinct_pods": len(mix.targets),
+        "counted": metric_sum(text, "teflon_webhook_alerts_total"),
+        "seconds": done - started,
+        "alerts_per_second_batched": per_conn * connections / (done - started),
+        "server_cpu_us_per_alert": (p.cpu_seconds() - cpu0) / (per_conn * connections) * 1e6,
+        "rss_idle_mib": rss0,
+        "rss_after_mib": p.rss_mib(),
+        "tracked_pods": metric_sum(text, "teflon_webhook_rate_tracked_objects", scope="pod"),
+        "queue_full_retries": retries,
+        "metric_series": sum(1 for line in text.splitlines() if line and not line.startswith("#")),
+    }
