@@ -295,3 +295,22 @@ async def test_a_metric_can_fix_its_own_priority_and_rule_filters(telemetry: Tel
     assert values == {"web-1": 2.0}
     _, query = http.queries[0]  # type: ignore[attr-defined]
     assert (query["minPriority"], query["rule"]) == ("Notice", "Terminal shell in container")
+
+
+async def test_an_external_metric_is_the_namespace_count_summed_over_replicas(telemetry: Telemetry) -> None:
+    ns_entry = {"namespace": "shop", "kind": "Namespace", "name": "shop", "count": 3}
+    http = snapshot_server({"r1": [ns_entry], "r2": [{**ns_entry, "count": 1}]})
+    b = TeflonRates(CFG, StaticReplicas(["http://r1", "http://r2"]), telemetry, http=http)
+    try:
+        series = await b.fetch_external(PER_MINUTE_5M, "shop", parse_selector("rule=shell"))
+    finally:
+        await b.aclose()
+    assert [(s.labels, s.value) for s in series] == [({"namespace": "shop"}, 0.8)]
+    _, query = http.queries[0]  # type: ignore[attr-defined]
+    assert query == {
+        "scope": "namespace",
+        "signal": "alerts",
+        "window": "300",
+        "namespace": "shop",
+        "rule": "shell",
+    }

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
+from collections.abc import Iterator
 
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -36,6 +38,14 @@ from teflon.metrics.tls import ServerTLS, https_config
 log = logging.getLogger("teflon.metrics")
 
 CERT_CHECK_SECONDS = 30.0
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to ``serve``: two servers would replace each other's handler."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def build_backends(
@@ -88,12 +98,12 @@ async def serve(settings: Settings) -> None:
         registry=registry,
         ready=lambda: source.current is not None,
     )
-    api = uvicorn.Server(
+    api = _Server(
         https_config(
             create_app(settings, components), host=settings.host, port=settings.port, server_tls=server_tls
         )
     )
-    ops = uvicorn.Server(
+    ops = _Server(
         uvicorn.Config(
             create_ops_app(settings, components), host=settings.host, port=settings.ops_port, log_config=None
         )
@@ -106,6 +116,14 @@ async def serve(settings: Settings) -> None:
         "metrics server starting",
         extra={"port": settings.port, "ops_port": settings.ops_port, "metrics": len(config.all_metrics())},
     )
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        log.info("metrics server stopping")
+        api.should_exit = ops.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
     try:
         await asyncio.gather(api.serve(), ops.serve())
     finally:

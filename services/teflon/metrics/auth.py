@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 AUTH_CONFIGMAP = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
 SYSTEM_MASTERS = "system:masters"
+SYSTEM_AUTHENTICATED = "system:authenticated"
 
 
 class AuthError(Exception):
@@ -326,6 +327,12 @@ class Authenticator:
         if not name:
             return None
         groups = tuple(g for h in cfg.group_headers for g in headers.all(h))
+        # As k8s.io/apiserver's authenticator does: every authenticated user is in system:authenticated.
+        # The aggregator's legacy discovery fetch names system:kube-aggregator with no group at all; only
+        # through this group does RBAC's system:discovery let it read /apis/<group>/<version>. Without it
+        # the aggregated discovery marks the group Stale and the HPA finds no metric versions.
+        if SYSTEM_AUTHENTICATED not in groups:
+            groups = (*groups, SYSTEM_AUTHENTICATED)
         extra: dict[str, list[str]] = {}
         for k, v in headers.pairs:
             for prefix in cfg.extra_prefixes:
