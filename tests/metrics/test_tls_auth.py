@@ -28,7 +28,7 @@ from teflon.metrics.config import parse_config
 from teflon.metrics.provider import ConfiguredProvider
 from teflon.metrics.settings import Settings
 from teflon.metrics.telemetry import Telemetry
-from teflon.metrics.tls import ServerTLS, verify_client_chain
+from teflon.metrics.tls import ServerTLS, _WithTLS, verify_client_chain
 
 from .fakes import FakeAccess, FakeBackend, FakeObjects, FakeTokens
 from .tlsserver import client, serve_https
@@ -313,3 +313,17 @@ def test_chain_verification_follows_intermediates_that_are_cas() -> None:
     not_ca_cert, not_ca_key = _cert(root, "not-a-ca")
     forged, _ = _cert(CertificateAuthority("not-a-ca", not_ca_cert, not_ca_key), "leaf")
     assert not verify_client_chain([forged, not_ca_cert], [root.cert])
+
+
+async def test_a_tls_extension_filled_by_the_server_is_kept() -> None:
+    seen: list[dict[str, object]] = []
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        seen.append(scope)
+
+    offered = {"client_cert_chain": ["from-the-server"]}
+    ours = {"client_cert_chain": ["from-the-transport"]}
+    wrapped = _WithTLS(app, ours)  # type: ignore[arg-type]
+    await wrapped({"type": "http", "extensions": {"tls": offered}}, None, None)  # type: ignore[arg-type]
+    await wrapped({"type": "http"}, None, None)  # type: ignore[arg-type]
+    assert [s["extensions"]["tls"] for s in seen] == [offered, ours]  # type: ignore[index]
