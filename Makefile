@@ -88,3 +88,15 @@ images-test: tools images ## Smoke-test both images with podman (read-only root,
 
 images-clean: ## Remove the image storage (/var/lib/teflon/containers) and build/images/
 	@scripts/images.sh clean
+
+# --- evidence: benchmarks, fuzzing, fault injection ---
+FUZZ_CASES ?= 100000
+BENCH_ARGS ?=
+.PHONY: bench
+bench: tools ## Benchmarks (BENCH_ARGS=--quick|--skip-cluster): writes docs/benchmarks.md and its plots
+	@PYTHONPATH=tests .venv/bin/python -m bench.run $(BENCH_ARGS) --out build/bench/results.json
+	@.venv/bin/python -m bench.report --results build/bench/results.json
+
+.PHONY: fuzz
+fuzz: ## Fuzz the webhook's HTTP API (FUZZ_CASES=100000); summary in docs/hardening/fuzz.json
+	@cd tests && ../.venv/bin/python -m hardening.fuzz_ingest --cases $(FUZZ_CASES) --out ../docs/hardening/fuzz.json

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,11 @@ WANTED: dict[str, tuple[str, str, str]] = {
         "one rule whose action is kubernetes:label against the local control plane",
     ),
 }
+
+
+def _scrub(text: str) -> str:
+    """The proxy's answer without its address: only the module paths and the status matter."""
+    return re.sub(r"https?://[^/\s]+", "<module proxy>", text).strip()
 
 
 def probe(name: str) -> dict[str, Any]:
@@ -58,7 +64,7 @@ def probe(name: str) -> dict[str, Any]:
     except ValueError:
         answer = {"Error": got.stdout + got.stderr}
     if answer.get("Error") or got.returncode != 0:
-        return info | {"available": False, "reason": (answer.get("Error") or got.stderr).strip()}
+        return info | {"available": False, "reason": _scrub(answer.get("Error") or got.stderr)}
     # Fetched: build it (only reached where the proxy serves the module).
     built = subprocess.run(
         ["go", "build", "-trimpath", "-o", str(binary), f"{module}@{version}"],
@@ -68,7 +74,7 @@ def probe(name: str) -> dict[str, Any]:
         check=False,
     )
     if built.returncode != 0:
-        return info | {"available": False, "reason": built.stderr.strip()[-2000:]}
+        return info | {"available": False, "reason": _scrub(built.stderr)[-2000:]}
     return info | {"available": True}
 
 

@@ -1,0 +1,350 @@
+"""Benchmarks on the real local control plane (``scripts/cluster.sh``), with the chart installed.
+
+The chart's webhook and metrics server run as real processes behind the chart's own Services
+(``tests/e2e/stack.py``), so the API calls, the kube-aggregator and the RBAC are the real ones.
+
+* ``reaction``: an alert posted to a webhook replica, to the Kubernetes API call completed, seen on a
+  watch of the pods: the ``teflon.io/quarantined`` label appearing (label) or the pod getting its
+  ``deletionTimestamp`` (delete, grace period 0). One alert at a time, 0.2 s apart, so the figure is
+  the reaction of an idle responder, not queueing; the webhook's own
+  ``teflon_webhook_action_latency_seconds`` is reported beside it;
+* ``custom_metrics``: ``GET /apis/custom.metrics.k8s.io/v1beta2/...`` through the kube-apiserver and
+  its aggregator to the metrics server and on to every webhook replica, for ``pods/*`` over 1,000
+  Deployment pods and for the Deployment object, with a metric served from cache and one that is not.
+
+The cluster is a separate one (state in ``build/evidence-cluster``) unless TEFLON_CLUSTER_STATE says
+otherwise, so the benchmark never disturbs a cluster other work is using.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from bench.alerts import AlertMix, Target
+from bench.loadgen import percentile
+from e2e.helpers import deployment, ingest_url, ops_url, wait_ready_pods
+from e2e.stack import ChartStack
+from harness.cluster import ROOT, ApiError, Cluster, ensure_up
+
+RELEASE = "teflon"
+NAMESPACE = "teflon-bench"
+TARGETS = "bench-target"
+METRICS_NS = "bench-metrics"
+LABEL = "teflon.io/quarantined"
+LABEL_RULE = "Terminal shell in container"
+DELETE_RULE = "Fileless execution via memfd_create"
+GROUP = "/apis/custom.metrics.k8s.io/v1beta2"
+
+VALUES: dict[str, Any] = {
+    "falco": {"enabled": False},
+    "webhook": {
+        "nodeSelector": {"teflon.io/e2e-process": "true"},
+        "policyReloadSeconds": 2,
+        "policy": {
+            "mode": "enforce",
+            "minHealthyReplicas": 0,
+            "dedupeSeconds": 300,
+            "budgets": {
+                "global": {"perMinute": 6000, "burst": 1000},
+                "perNamespace": {"perMinute": 6000, "burst": 1000},
+            },
+            "circuitBreaker": {"maxActions": 100000, "windowSeconds": 60, "cooldownSeconds": 60},
+            "rules": [
+                {"name": "label-shell", "match": {"rules": [LABEL_RULE]}, "actions": [{"type": "label"}]},
+                {
+                    "name": "delete-fileless",
+                    "match": {"rules": [DELETE_RULE]},
+                    "actions": [{"type": "delete", "gracePeriodSeconds": 0}],
+                },
+            ],
+        },
+    },
+    "metrics": {
+        "nodeSelector": {"teflon.io/e2e-process": "true"},
+        "definitions": [
+            {
+                "name": "bench_alerts_cached",
+                "backend": "teflon",
+                "resources": ["pods", "deployments.apps"],
+                "signal": "alerts",
+                "windowSeconds": 300,
+                "cacheSeconds": 3600,
+            },
+            {
+                "name": "bench_alerts_uncached",
+                "backend": "teflon",
+                "resources": ["pods", "deployments.apps"],
+                "signal": "alerts",
+                "windowSeconds": 300,
+                "cacheSeconds": 0,
+            },
+        ],
+    },
+}
+
+
+@contextlib.contextmanager
+def evidence_cluster() -> Iterator[Cluster]:
+    """The cluster named by TEFLON_CLUSTER_STATE, or a separate one in build/evidence-cluster."""
+    os.environ.setdefault("TEFLON_CLUSTER_STATE", str(ROOT / "build" / "evidence-cluster"))
+    print(f"bench: local control plane in {os.environ['TEFLON_CLUSTER_STATE']}", file=sys.stderr, flush=True)
+    yield ensure_up(timeout=900)
+
+
+def ensure_namespace(cluster: Cluster, name: str) -> None:
+    with contextlib.suppress(ApiError):
+        cluster.request(
+            "POST",
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+        )
+    cluster.wait_until(
+        lambda: cluster.request("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default"),
+        60,
+        f"namespace {name}",
+    )
+
+
+def apply_deployment(cluster: Cluster, name: str, namespace: str, replicas: int) -> None:
+    obj = deployment(name, namespace, replicas)
+    try:
+        cluster.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", obj)
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+        cluster.apply(obj)
+
+
+@contextlib.contextmanager
+def installed_stack(cluster: Cluster, workdir: Path) -> Iterator[ChartStack]:
+    values = workdir / "bench-values.yaml"
+    values.write_text(yaml.safe_dump(VALUES))
+    ensure_namespace(cluster, NAMESPACE)
+    stack = ChartStack(cluster, RELEASE, NAMESPACE, workdir)
+    stack.uninstall()
+    stack.helm_install([values])
+    try:
+        with stack.running("webhook", "metrics"):
+            yield stack
+    finally:
+        stack.uninstall()
+
+
+def tls_client(cluster: Cluster, timeout: float = 30) -> httpx.AsyncClient:
+    ctx = ssl.create_default_context(cafile=str(cluster.ca_file))
+    ctx.load_cert_chain(cluster.admin_cert_file, cluster.admin_key_file)
+    return httpx.AsyncClient(base_url=cluster.server, verify=ctx, timeout=timeout)
+
+
+class PodWatch:
+    """A watch on the pods of one namespace: when each UID was first seen labelled, and deleting."""
+
+    def __init__(self, cluster: Cluster, namespace: str) -> None:
+        self.cluster, self.namespace = cluster, namespace
+        self.labelled: dict[str, float] = {}
+        self.deleting: dict[str, float] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    async def _run(self) -> None:
+        listing = self.cluster.request("GET", f"/api/v1/namespaces/{self.namespace}/pods")
+        rv = listing["metadata"]["resourceVersion"]
+        async with tls_client(self.cluster, timeout=None) as client:  # type: ignore[arg-type]
+            params = {"watch": "1", "resourceVersion": rv, "allowWatchBookmarks": "false"}
+            async with client.stream(
+                "GET", f"/api/v1/namespaces/{self.namespace}/pods", params=params
+            ) as resp:
+                self.ready.set()
+                async for line in resp.aiter_lines():
+                    now = time.monotonic()
+                    if not line:
+                        continue
+                    event = json.loads(line)
+                    meta = event["object"].get("metadata", {})
+                    uid = meta.get("uid", "")
+                    if LABEL in (meta.get("labels") or {}):
+                        self.labelled.setdefault(uid, now)
+                    if "deletionTimestamp" in meta or event["type"] == "DELETED":
+                        self.deleting.setdefault(uid, now)
+
+    async def __aenter__(self) -> PodWatch:
+        self.task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.ready.wait(), 30)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+                await self.task
+
+    async def seen(self, table: dict[str, float], uid: str, patience: float = 15) -> float:
+        deadline = time.monotonic() + patience
+        while uid not in table:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"pod {uid}: no watch event within {patience}s")
+            await asyncio.sleep(0.001)
+        return table[uid]
+
+
+def histogram_mean(text: str, action: str) -> tuple[float, float]:
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("teflon_webhook_action_latency_seconds_sum") and f'action="{action}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+        if line.startswith("teflon_webhook_action_latency_seconds_count") and f'action="{action}"' in line:
+            count += float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
+async def reaction(cluster: Cluster, stack: ChartStack, samples: int, rounds: int) -> dict[str, Any]:
+    replicas = samples * rounds + 5
+    ensure_namespace(cluster, TARGETS)
+    apply_deployment(cluster, "target", TARGETS, replicas)
+    wait_ready_pods(cluster, TARGETS, "target", replicas, timeout=300)
+    mix = AlertMix(pods=1)
+    url = ingest_url(stack, 0)
+    used: set[str] = set()
+    results: dict[str, list[float]] = {"label": [], "delete": []}
+    per_round: dict[str, list[float]] = {"label": [], "delete": []}
+    async with PodWatch(cluster, TARGETS) as watch, httpx.AsyncClient(timeout=10) as http:
+        before = (await http.get(f"{ops_url(stack, 'webhook', 0)}/metrics")).text
+        server_before = {a: histogram_mean(before, a) for a in results}
+        for r in range(rounds):
+            print(f"bench: reaction round {r + 1}/{rounds}", file=sys.stderr, flush=True)
+            round_values: dict[str, list[float]] = {"label": [], "delete": []}
+            for i in range(samples * 2):
+                action = "label" if i % 2 == 0 else "delete"
+                pods = wait_ready_pods(cluster, TARGETS, "target", replicas, timeout=120)
+                pod = next(p for p in pods if p["metadata"]["uid"] not in used)
+                uid = pod["metadata"]["uid"]
+                used.add(uid)
+                target = Target(TARGETS, pod["metadata"]["name"], uid, pod["spec"]["nodeName"])
+                body = mix.for_target(LABEL_RULE if action == "label" else DELETE_RULE, target)
+                await asyncio.sleep(0.2)
+                sent = time.monotonic()
+                resp = await http.post(url, content=body, headers={"Content-Type": "application/json"})
+                if resp.status_code != 202:
+                    raise RuntimeError(f"alert refused: {resp.status_code} {resp.text}")
+                seen = await watch.seen(watch.labelled if action == "label" else watch.deleting, uid)
+                round_values[action].append((seen - sent) * 1000)
+            for action, values in round_values.items():
+                results[action] += values
+                per_round[action].append(statistics.median(values))
+        text = (await http.get(f"{ops_url(stack, 'webhook', 0)}/metrics")).text
+    out: dict[str, Any] = {}
+    for action, values in results.items():
+        total, count = histogram_mean(text, action)
+        total0, count0 = server_before[action]
+        out[action] = {
+            "samples": len(values),
+            "p50_ms": percentile(values, 0.5),
+            "p90_ms": percentile(values, 0.9),
+            "p99_ms": percentile(values, 0.99),
+            "max_ms": max(values),
+            "round_medians_ms": per_round[action],
+            "server_mean_ms": (total - total0) / max(1.0, count - count0) * 1000,
+            "server_count": count - count0,
+            "values_ms": values,
+        }
+    return out
+
+
+async def custom_metrics(
+    cluster: Cluster, stack: ChartStack, pods: int, requests: int, rounds: int
+) -> dict[str, Any]:
+    ensure_namespace(cluster, METRICS_NS)
+    apply_deployment(cluster, "web", METRICS_NS, pods)
+    started = time.monotonic()
+    ready = wait_ready_pods(cluster, METRICS_NS, "web", pods, timeout=900)
+    print(f"bench: {pods} pods ready in {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+    # Some alerts for a tenth of the pods, spread over both webhook replicas, so values are not all zero.
+    mix = AlertMix(pods=1)
+    async with httpx.AsyncClient(timeout=10) as http:
+        for i, pod in enumerate(ready[: max(1, pods // 10)]):
+            target = Target(
+                METRICS_NS, pod["metadata"]["name"], pod["metadata"]["uid"], pod["spec"]["nodeName"]
+            )
+            replica = i % len(stack.pods["webhook"])
+            body = mix.render(0, target).encode()  # Unexpected UDP Traffic: matches no response rule
+            await http.post(
+                ingest_url(stack, replica), content=body, headers={"Content-Type": "application/json"}
+            )
+    base = f"{GROUP}/namespaces/{METRICS_NS}"
+    paths = {
+        "pods/* cached": f"{base}/pods/*/bench_alerts_cached?labelSelector=app%3Dweb",
+        "pods/* uncached": f"{base}/pods/*/bench_alerts_uncached?labelSelector=app%3Dweb",
+        "deployment cached": f"{base}/deployments.apps/web/bench_alerts_cached",
+        "deployment uncached": f"{base}/deployments.apps/web/bench_alerts_uncached",
+    }
+    values: dict[str, list[float]] = {k: [] for k in paths}
+    round_medians: dict[str, list[float]] = {k: [] for k in paths}
+    items: dict[str, int] = {}
+    async with tls_client(cluster) as client:
+        deadline = time.monotonic() + 120
+        while True:  # the APIService becomes Available once the aggregator reaches the server
+            resp = await client.get(paths["deployment uncached"])
+            if resp.status_code == 200:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"custom metrics API not serving: {resp.status_code} {resp.text[:300]}")
+            await asyncio.sleep(1)
+        for r in range(rounds):
+            print(f"bench: custom metrics round {r + 1}/{rounds}", file=sys.stderr, flush=True)
+            for name, path in paths.items():
+                await client.get(path)  # warm the cache for the cached metric
+                this: list[float] = []
+                for _ in range(requests):
+                    t0 = time.monotonic()
+                    resp = await client.get(path)
+                    this.append((time.monotonic() - t0) * 1000)
+                    if resp.status_code != 200:
+                        raise RuntimeError(f"{path}: {resp.status_code} {resp.text[:300]}")
+                items[name] = len(resp.json().get("items", []))
+                values[name] += this
+                round_medians[name].append(statistics.median(this))
+    return {
+        name: {
+            "requests": len(v),
+            "items": items[name],
+            "p50_ms": percentile(v, 0.5),
+            "p99_ms": percentile(v, 0.99),
+            "round_medians_ms": round_medians[name],
+        }
+        for name, v in values.items()
+    } | {"pods": pods, "pods_ready_seconds": time.monotonic() - started}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    samples = 10 if args.quick else 30
+    pods = 200 if args.quick else 1000
+    requests = 20 if args.quick else 100
+    workdir = Path(tempfile.mkdtemp(prefix="teflon-bench-stack-"))
+    workdir.chmod(0o755)  # the processes run as the image's user and must traverse it
+    try:
+        with evidence_cluster() as cluster, installed_stack(cluster, workdir) as stack:
+            out: dict[str, Any] = {"kubernetes": cluster.kubernetes_version}
+            out["reaction"] = asyncio.run(reaction(cluster, stack, samples, args.rounds))
+            out["custom_metrics"] = asyncio.run(custom_metrics(cluster, stack, pods, requests, args.rounds))
+            for ns in (TARGETS, METRICS_NS):
+                with contextlib.suppress(ApiError):
+                    cluster.request("DELETE", f"/api/v1/namespaces/{ns}")
+            return out
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
