@@ -13,8 +13,9 @@ from harness.certs import CertificateAuthority
 from teflon.metrics.app import Components, create_ops_app
 from teflon.metrics.auth import AuthConfig, Authenticator, Authorizer, StaticAuthConfig, parse_auth_config
 from teflon.metrics.cache import TTLCache
-from teflon.metrics.config import ConfigError, MetricsConfig, load_config
-from teflon.metrics.provider import ConfiguredProvider
+from teflon.metrics.config import ConfigError, MetricsConfig, load_config, parse_config
+from teflon.metrics.provider import ConfiguredProvider, Unavailable
+from teflon.metrics.selectors import Selector
 from teflon.metrics.settings import Settings
 from teflon.metrics.telemetry import Telemetry
 
@@ -168,3 +169,16 @@ async def test_the_ops_app_serves_probes_and_metrics_without_authentication(tele
         assert (await c.get("/readyz")).status_code == 200
         scrape = (await c.get("/metrics")).text
     assert 'teflon_metrics_data_timestamp_seconds{metric="falco_alerts_per_minute"}' in scrape
+
+
+class SlowObjects(FakeObjects):
+    async def list_names(self, rtype: object, namespace: str | None, label_selector: str) -> list[str]:
+        await asyncio.sleep(5)
+        return []
+
+
+async def test_a_request_that_outlives_its_deadline_is_unavailable_not_late(telemetry: Telemetry) -> None:
+    config = parse_config("backends: {teflon: {service: wh, namespace: teflon}}")
+    provider = ConfiguredProvider(config, {}, SlowObjects(), telemetry, deadline=0.2)
+    with pytest.raises(Unavailable, match=r"no answer within 0\.2s"):
+        await provider.get_metric_by_selector("pods", "shop", "", "falco_alerts_per_minute", Selector())

@@ -8,10 +8,11 @@ Kubernetes object lister and the cache. Errors are typed here and mapped to ``St
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from teflon.metrics.backends import Backend, BackendError, InvalidMetricSelector, Series, Target
 from teflon.metrics.cache import TTLCache
@@ -25,6 +26,11 @@ from teflon.metrics.resources import (
 )
 from teflon.metrics.selectors import Selector
 from teflon.metrics.telemetry import Telemetry
+
+T = TypeVar("T")
+
+#: The aggregator gives up on an extension server after 5 s; answer (or fail) well before that.
+REQUEST_DEADLINE_SECONDS = 4.5
 
 
 class MetricsError(Exception):
@@ -121,7 +127,9 @@ class ConfiguredProvider:
         *,
         cache: TTLCache[object] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        deadline: float = REQUEST_DEADLINE_SECONDS,
     ) -> None:
+        self._deadline = deadline
         self._metrics = config.all_metrics()
         self._by_key = {(r, m.name): m for m in self._metrics for r in m.resources}
         self._external = {m.name: m for m in self._metrics if m.external}
@@ -130,6 +138,20 @@ class ConfiguredProvider:
         self._telemetry = telemetry
         self._cache: TTLCache[object] = cache or TTLCache(telemetry)
         self._now = now
+
+    def _bounded(self, compute: Callable[[], Awaitable[T]], metric: str) -> Callable[[], Awaitable[T]]:
+        """``compute`` under the request deadline: object lookups plus backend queries stay inside it."""
+
+        async def run() -> T:
+            try:
+                async with asyncio.timeout(self._deadline):
+                    return await compute()
+            except TimeoutError as exc:
+                raise Unavailable(
+                    f"unable to fetch metric {metric}: no answer within {self._deadline}s"
+                ) from exc
+
+        return run
 
     def list_all_metrics(self) -> list[MetricInfo]:
         out = []
@@ -199,7 +221,7 @@ class ConfiguredProvider:
             )
 
         key = ("name", metric, resource, ns, name, metric_selector.text)
-        result = await self._cache.get(key, mdef.cache_seconds, compute)
+        result = await self._cache.get(key, mdef.cache_seconds, self._bounded(compute, metric))
         assert isinstance(result, MetricValue)  # noqa: S101 - the key space is ours
         return result
 
@@ -246,7 +268,7 @@ class ConfiguredProvider:
             return out
 
         key = ("selector", metric, resource, ns, label_selector, metric_selector.text)
-        result = await self._cache.get(key, mdef.cache_seconds, compute)
+        result = await self._cache.get(key, mdef.cache_seconds, self._bounded(compute, metric))
         assert isinstance(result, list)  # noqa: S101 - the key space is ours
         return result
 
@@ -276,6 +298,6 @@ class ConfiguredProvider:
             return [ExternalValue(metric, s.labels, when, mdef.window_seconds, s.value) for s in series]
 
         key = ("external", metric, namespace, selector.text)
-        result = await self._cache.get(key, mdef.cache_seconds, compute)
+        result = await self._cache.get(key, mdef.cache_seconds, self._bounded(compute, metric))
         assert isinstance(result, list)  # noqa: S101 - the key space is ours
         return result
