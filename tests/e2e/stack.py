@@ -5,12 +5,12 @@ never execute anything. ``ChartStack`` plays the kubelet for the chart's two Dep
 
 * it installs the chart with ``helm`` (the values pin the Deployments' pods to a node selector no node
   has, so their kwok pods stay Pending: they get no IP and never appear in an EndpointSlice);
-* for every pod the Deployment asks for, it starts the container's real entry point (the Dockerfile's
+* for each of the Deployment's replicas, it starts the container's real entry point (the Dockerfile's
   ``ENTRYPOINT``) in a network namespace of its own (``harness.netns``), with the environment of the
-  installed Deployment (literal values and ``fieldRef``s resolved against that pod), the files of the
-  installed ConfigMaps and Secrets mounted where the pod spec says (under a per-pod root directory), as
-  the image's user (65532), and with credentials of the chart's own ServiceAccount (a TokenRequest
-  bound to the pod, in a kubeconfig), so the chart's RBAC is what the process gets;
+  installed Deployment's pod template (literal values, and ``fieldRef``s resolved against the process's
+  pod name), the files of the installed ConfigMaps and Secrets mounted where the pod spec says (under a
+  per-pod root directory), as the image's user (65532), and with credentials of the chart's own
+  ServiceAccount (a TokenRequest, in a kubeconfig), so the chart's RBAC is what the process gets;
 * once the process answers its readiness probe, it publishes an EndpointSlice for each of the chart's
   Services that select the pod, with the namespace's address and the container's ports. The real
   aggregator (``--enable-aggregator-routing``) and the metrics server's replica discovery find the
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -32,6 +33,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,37 +136,31 @@ class ChartStack:
             raise StackError(f"expected one Deployment with {selector}, found {len(items)}")
         return dict(items[0])
 
-    def _deployment_pods(self, dep: dict[str, Any], count: int, timeout: float = 60) -> list[dict[str, Any]]:
-        """The Deployment's current pods (of its newest ReplicaSet), once there are ``count`` of them."""
-        selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
-        template_hash = json.dumps(dep["spec"]["template"], sort_keys=True)
+    def _pods(self, dep: dict[str, Any]) -> list[dict[str, Any]]:
+        """The pods the Deployment asks for, as the kubelet would get them: its template, named.
 
-        def current() -> list[dict[str, Any]] | None:
-            pods = self.cluster.request(
-                "GET", f"/api/v1/namespaces/{self.namespace}/pods", params={"labelSelector": selector}
-            )["items"]
-            rs = self.cluster.request(
-                "GET",
-                f"/apis/apps/v1/namespaces/{self.namespace}/replicasets",
-                params={"labelSelector": selector},
-            )["items"]
-            newest = [
-                r["metadata"]["name"]
-                for r in rs
-                if json.dumps(_without_hash(r["spec"]["template"]), sort_keys=True)
-                == json.dumps(_without_hash(json.loads(template_hash)), sort_keys=True)
-            ]
-            live = [
-                p
-                for p in pods
-                if "deletionTimestamp" not in p["metadata"]
-                and any(o.get("name") in newest for o in p["metadata"].get("ownerReferences", []))
-            ]
-            return sorted(live, key=lambda p: p["metadata"]["name"]) if len(live) == count else None
-
-        return self.cluster.wait_until(
-            current, timeout=timeout, what=f"{count} pods of Deployment {dep['metadata']['name']}"
-        )
+        The chart's own pods stay Pending (and a rollout of Pending pods never finishes), so the
+        processes take their spec from the Deployment's template, not from those pods.
+        """
+        template = dep["spec"]["template"]
+        digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+        if template["spec"].get("nodeSelector", {}).get(PROCESS_NODE_LABEL) is None:
+            raise StackError(
+                f"Deployment {dep['metadata']['name']} has no nodeSelector {PROCESS_NODE_LABEL}: install "
+                "with tests/e2e/values/processes.yaml so kwok does not run the chart's pods too"
+            )
+        return [
+            {
+                "metadata": {
+                    "name": f"{dep['metadata']['name']}-{digest}-p{i}",
+                    "namespace": self.namespace,
+                    "uid": str(uuid.uuid4()),
+                    "labels": template["metadata"].get("labels") or {},
+                },
+                "spec": template["spec"],
+            }
+            for i in range(int(dep["spec"].get("replicas", 1)))
+        ]
 
     def _volume_files(self, volume: dict[str, Any]) -> dict[str, bytes]:
         ns = self.namespace
@@ -214,7 +210,7 @@ class ChartStack:
         return env
 
     def _kubeconfig(self, pod: dict[str, Any], target: Path) -> None:
-        """A kubeconfig with a token of the pod's ServiceAccount, bound to the pod like a projected one."""
+        """A kubeconfig with a token of the pod's ServiceAccount (no pod object exists to bind it to)."""
         sa = pod["spec"].get("serviceAccountName", "default")
         answer = self.cluster.request(
             "POST",
@@ -224,12 +220,6 @@ class ChartStack:
                 "kind": "TokenRequest",
                 "spec": {
                     "expirationSeconds": TOKEN_SECONDS,
-                    "boundObjectRef": {
-                        "apiVersion": "v1",
-                        "kind": "Pod",
-                        "name": pod["metadata"]["name"],
-                        "uid": pod["metadata"]["uid"],
-                    },
                 },
             },
         )
@@ -260,16 +250,10 @@ class ChartStack:
         """
         deployments = {c: self.deployment(c) for c in components}
         for component, dep in deployments.items():
-            replicas = int(dep["spec"].get("replicas", 1))
-            pods = self._deployment_pods(dep, replicas)
+            pods = self._pods(dep)
             previous = self.pods.get(component, [])
             started: list[PodProcess] = []
             for i, pod in enumerate(pods):
-                if pod["spec"].get("nodeSelector", {}).get(PROCESS_NODE_LABEL) is None:
-                    raise StackError(
-                        f"pod {pod['metadata']['name']} has no nodeSelector {PROCESS_NODE_LABEL}: install "
-                        "with tests/e2e/values/processes.yaml so kwok does not run the chart's pods too"
-                    )
                 ns = previous[i].netns if i < len(previous) else self._netns()
                 started.append(self._run_pod(component, pod, ns))
             for extra in previous[len(pods) :]:
@@ -406,12 +390,7 @@ class ChartStack:
                         {
                             "addresses": [p.ip],
                             "conditions": {"ready": ready},
-                            "targetRef": {
-                                "kind": "Pod",
-                                "namespace": self.namespace,
-                                "name": p.name,
-                                "uid": p.pod["metadata"]["uid"],
-                            },
+                            "hostname": p.name[-63:].lstrip("-"),
                         }
                         for p in self.pods.get(component, [])
                     ],
@@ -498,12 +477,6 @@ def _route_via_host(ns: NetNamespace) -> None:
     if route.returncode != 0:
         raise StackError(f"route in {ns.name}: {route.stderr.strip()}")
     Path(f"/proc/sys/net/ipv4/conf/tfh{ns.slot}/forwarding").write_text("1\n")
-
-
-def _without_hash(template: dict[str, Any]) -> dict[str, Any]:
-    t = json.loads(json.dumps(template))
-    t.get("metadata", {}).get("labels", {}).pop("pod-template-hash", None)
-    return dict(t)
 
 
 def _children(pid: int) -> list[int]:

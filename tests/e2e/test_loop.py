@@ -269,6 +269,16 @@ def _hpa(cluster: Cluster) -> dict[str, Any]:
     )
 
 
+def _wait_web_replicas(cluster: Cluster, want: int, what: str, timeout: float = 60) -> None:
+    try:
+        cluster.wait_until(lambda: replicas(cluster, SHOP, "web") == want, timeout, what)
+    except TimeoutError as exc:
+        status = _hpa(cluster).get("status", {})
+        raise AssertionError(
+            f"{what}: web has {replicas(cluster, SHOP, 'web')} replicas; HPA status: {status}"
+        ) from exc
+
+
 def _condition(hpa: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in hpa.get("status", {}).get("conditions", []) if c["type"] == kind), {})
 
@@ -297,13 +307,13 @@ def test_the_charts_hpa_scales_out_during_a_flood_holds_while_the_backend_fails_
             falco.post(client, ingest_url(stack, i % 2), [falco.contact_api_server(pods[i % 2])])
     want = 5
     assert want == int(50 // target)
-    cluster.wait_until(
-        lambda: replicas(cluster, SHOP, "web") == want, 60, f"the HPA to scale web out to {want}"
-    )
+    _wait_web_replicas(cluster, want, f"the HPA to scale web out to {want}")
 
     def hpa_sees() -> float:
-        current = _hpa(cluster)["status"].get("currentMetrics") or [{}]
-        return quantity(current[0].get("object", {}).get("current", {}).get("value", "0"))
+        # An AverageValue target reports the metric divided by the replicas the HPA counted.
+        status = _hpa(cluster)["status"]
+        current = (status.get("currentMetrics") or [{}])[0].get("object", {}).get("current", {})
+        return round(quantity(current.get("averageValue", "0")) * int(status["currentReplicas"]), 2)
 
     _wait_value(cluster, hpa_sees, 50.0, "the HPA's view of falco_alerts_per_minute")
 
