@@ -449,3 +449,15 @@ async def test_request_latency_is_recorded_by_path_kind(api: Api) -> None:
         )
         == 1
     )
+
+
+async def test_a_cached_answer_is_rendered_once_and_served_identically(api: Api) -> None:
+    for i in range(3):
+        api.objects.add("pods", "shop", f"web-{i}")
+    url = f"{BASE}/v1beta1/namespaces/shop/pods/*/falco_alerts_per_minute"
+    first, second = await api.client.get(url), await api.client.get(url)
+    other_version = await api.client.get(url.replace("v1beta1", "v1beta2"))
+    assert first.content == second.content
+    assert first.json()["apiVersion"] == "custom.metrics.k8s.io/v1beta1"
+    assert other_version.json()["apiVersion"] == "custom.metrics.k8s.io/v1beta2"
+    assert len(api.teflon.targets) == 1

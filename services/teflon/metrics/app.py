@@ -181,6 +181,30 @@ def metric_value_list(version: str, values: list[MetricValue]) -> BaseModel:
     return wire.MetricValueListV1Beta2.model_validate({"items": items})
 
 
+class RenderedLists:
+    """Serialized answers for value lists the provider served from its cache.
+
+    A cached ``pods/*`` answer is the same list object each time; rendering its thousand items once per
+    cache period instead of once per request keeps cache hits cheap. Entries hold their list, so an
+    identity match cannot be a recycled ``id``.
+    """
+
+    def __init__(self, size: int = 16) -> None:  # a few MB at most: large answers are the point
+        self._size = size
+        self._entries: dict[tuple[str, int], tuple[list[MetricValue], bytes]] = {}
+
+    def body(self, version: str, values: list[MetricValue]) -> bytes:
+        key = (version, id(values))
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] is values:
+            return hit[1]
+        body = wire.dump_json(metric_value_list(version, values))
+        if len(self._entries) >= self._size:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = (values, body)
+        return body
+
+
 def external_value_list(values: list[ExternalValue]) -> wire.ExternalMetricValueList:
     return wire.ExternalMetricValueList(
         items=[
@@ -321,6 +345,8 @@ def _add_discovery_routes(app: FastAPI, c: Components, gate: Gate) -> None:
 
 
 def _add_metric_routes(app: FastAPI, c: Components, gate: Gate) -> None:
+    rendered = RenderedLists()
+
     @app.get(_CUSTOM + "/{version}/{rest:path}")
     async def custom_metric(version: str, rest: str, request: Request) -> Response:
         mp = parse_metric_path(version, rest)
@@ -333,13 +359,11 @@ def _add_metric_routes(app: FastAPI, c: Components, gate: Gate) -> None:
             values = await c.provider.get_metric_by_selector(
                 mp.resource, mp.namespace, label_selector, mp.metric, metric_selector
             )
-        else:
-            values = [
-                await c.provider.get_metric_by_name(
-                    mp.resource, mp.namespace, mp.name, mp.metric, metric_selector
-                )
-            ]
-        return _json(metric_value_list(version, values))
+            return Response(rendered.body(version, values), media_type="application/json")
+        value = await c.provider.get_metric_by_name(
+            mp.resource, mp.namespace, mp.name, mp.metric, metric_selector
+        )
+        return _json(metric_value_list(version, [value]))
 
     @app.get(_EXTERNAL + "/v1beta1/namespaces/{namespace}/{metric}")
     async def external_metric(namespace: str, metric: str, request: Request) -> Response:
