@@ -224,7 +224,6 @@ async def drained(http: httpx.AsyncClient, stack: ChartStack, patience: float = 
 
 
 async def apiserver_outage(cluster: Cluster, stack: ChartStack, report: Report, quick: bool) -> None:
-    s = "kube-apiserver stopped and restarted during an alert flood"
     pods = workload(cluster, "chaos-a", "victims", 40 if quick else 60)
     half = len(pods) // 2
     plan = [(LABEL_RULE, p) for p in pods[:half]] + [(DELETE_RULE, p) for p in pods[half:]]
@@ -265,6 +264,20 @@ async def apiserver_outage(cluster: Cluster, stack: ChartStack, report: Report, 
         await task
         timeline["flood_end_s"] = time.monotonic() - started
         await drained(http, stack)
+    outage_checks(cluster, stack, report, pods=pods, statuses=statuses, timeline=timeline)
+
+
+def outage_checks(
+    cluster: Cluster,
+    stack: ChartStack,
+    report: Report,
+    *,
+    pods: list[dict[str, Any]],
+    statuses: Counter[str],
+    timeline: dict[str, float],
+) -> None:
+    s = "kube-apiserver stopped and restarted during an alert flood"
+    half = len(pods) // 2
     logged = [d for d in decisions(stack) if d.get("namespace") == "chaos-a"]
     applied = Counter((d["pod_uid"], d["action"]) for d in logged if d["result"] == "applied")
     results = Counter(d["result"] for d in logged)
