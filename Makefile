@@ -100,3 +100,10 @@ bench: tools ## Benchmarks (BENCH_ARGS=--quick|--skip-cluster): writes docs/benc
 .PHONY: fuzz
 fuzz: ## Fuzz the webhook's HTTP API (FUZZ_CASES=100000); summary in docs/hardening/fuzz.json
 	@cd tests && ../.venv/bin/python -m hardening.fuzz_ingest --cases $(FUZZ_CASES) --out ../docs/hardening/fuzz.json
+	@cd tests && ../.venv/bin/python -m hardening.report
+
+CHAOS_ARGS ?=
+.PHONY: chaos
+chaos: tools ## Fault injection on a local control plane of its own (CHAOS_ARGS=--quick); docs/hardening.md
+	@cd tests && status=0 && ../.venv/bin/python -m hardening.chaos $(CHAOS_ARGS) --out ../docs/hardening/chaos.json \
+		|| status=$$?; ../.venv/bin/python -m hardening.report; exit $$status
