@@ -64,10 +64,14 @@ cmd_build() {
   for component in "${COMPONENTS[@]}"; do
     ref=$(image_ref "$component")
     start=$(date +%s)
-    bah bud --isolation chroot --layers --pull="$pull" --quiet \
+    if ! bah bud --isolation chroot --layers --pull="$pull" \
       --file "Dockerfile.$component" --tag "$ref" \
       --build-arg BASE_IMAGE="$base" --build-arg VERSION="$version" --build-arg REVISION="$revision" \
-      "${ca_args[@]}" . >/dev/null
+      "${ca_args[@]}" . >"$IMAGES_OUT/build-$component.log" 2>&1; then
+      tail -n 40 "$IMAGES_OUT/build-$component.log" >&2
+      log "building $ref failed; the whole log is $IMAGES_OUT/build-$component.log"
+      exit 1
+    fi
     secs=$(( $(date +%s) - start ))
     id=$(bah inspect --type image --format '{{.FromImageID}}' "$ref")
     archive=$IMAGES_OUT/teflon-$component.oci.tar
@@ -79,7 +83,25 @@ cmd_build() {
     fi
     log "$ref built in ${secs}s: image $(bah images --noheading --format '{{.Size}}' "$ref"), archive $(du -h "$archive" | cut -f1) ($archive)"
   done
+  prune_stale_layers "$IMAGES_OUT"/build-*.log
   log "done in $(( $(date +%s) - total_start ))s (base $base)"
+}
+
+# With vfs every cached step is a full copy of its root file system, so stale steps add up to
+# gigabytes within a few builds. Keep exactly the untagged images this build used or made (the
+# cache the next build needs) and remove the other untagged ones.
+prune_stale_layers() {
+  local keep id name stale=()
+  keep=$(sed -nE 's/^--> (Using cache )?([0-9a-f]{11,64})$/\2/p' "$@" | sort -u)
+  while read -r id name; do
+    id=${id#sha256:}
+    [[ $name == "<none>" ]] || continue
+    if ! grep -q "^${id:0:11}" <<<"$keep"; then stale+=("$id"); fi
+  done < <(bah images --all --noheading --no-trunc --format '{{.ID}} {{.Name}}')
+  if (( ${#stale[@]} )); then
+    bah rmi --force "${stale[@]}" >/dev/null 2>&1 || log "could not remove every stale layer (in use?)"
+    log "removed ${#stale[@]} stale cached steps"
+  fi
 }
 
 cmd_test() {
