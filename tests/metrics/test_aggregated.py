@@ -92,6 +92,21 @@ def deployed(
         cluster.apply(pod)
     cluster.apply(
         {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "shop", "namespace": namespace},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "shop"}},
+                "template": {
+                    "metadata": {"labels": {"app": "shop"}},
+                    "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1.0.0"}]},
+                },
+            },
+        }
+    )
+    cluster.apply(
+        {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": {"name": "metrics-reader", "namespace": namespace},
@@ -132,7 +147,8 @@ def deployed(
                     **base_env,
                     "TEFLON_WEBHOOK_PORT": str(WEBHOOK_INGEST),
                     "TEFLON_WEBHOOK_OPS_PORT": str(WEBHOOK_OPS),
-                    "TEFLON_WEBHOOK_KUBECONFIG": str(tmp_path / "none"),
+                    "TEFLON_WEBHOOK_KUBECONFIG": str(cluster.kubeconfig),
+                    "TEFLON_WEBHOOK_NAMESPACE": namespace,
                     "TEFLON_WEBHOOK_DRAIN_SECONDS": "0",
                 },
                 stdout=webhook_log,
@@ -219,7 +235,23 @@ def test_the_metrics_server_serves_the_hpa_path_through_the_aggregator(
                 f"http://{svc.ip}:{WEBHOOK_INGEST}/v1/falco", json=[alert(namespace, "web-1")] * 3, timeout=10
             ).raise_for_status()
             cluster.wait_until(
-                lambda: _webhook_count(svc, namespace) == 3, 30, "the webhook to count 3 alerts"
+                lambda: _webhook_count(svc, namespace, "pod") >= 3, 30, "the webhook to count 3 alerts"
+            )
+            # a Deployment's pod: the webhook counts it against the Deployment through its owners
+            shop_pod = cluster.wait_until(lambda: _pod_of(cluster, namespace, "app=shop"), 60, "the shop pod")
+            httpx.post(
+                f"http://{svc.ip}:{WEBHOOK_INGEST}/v1/falco",
+                json=[alert(namespace, shop_pod)] * 2,
+                timeout=10,
+            ).raise_for_status()
+            cluster.wait_until(
+                lambda: _webhook_count(svc, namespace, "workload") == 2,
+                30,
+                "the webhook to count the Deployment",
+            )
+            deploy_ok, deployment = _raw(
+                cluster,
+                f"/apis/{GROUP}/v1beta1/namespaces/{namespace}/deployments.apps/shop/falco_alerts_per_minute",
             )
             ok, discovery = _raw(cluster, f"/apis/{GROUP}/v1beta2")
             assert ok, discovery
@@ -253,12 +285,26 @@ def test_the_metrics_server_serves_the_hpa_path_through_the_aggregator(
         ("web-1", "3"),
         ("web-2", "0"),
     ]
+    assert deploy_ok, deployment
+    assert deployment["apiVersion"] == "custom.metrics.k8s.io/v1beta1"
+    assert [(i["describedObject"], i["metricName"], i["value"]) for i in deployment["items"]] == [
+        (
+            {"kind": "Deployment", "namespace": namespace, "name": "shop", "apiVersion": "apps/v1"},
+            "falco_alerts_per_minute",
+            "2",
+        )
+    ]
 
 
-def _webhook_count(svc: NetnsService, namespace: str) -> int:
+def _pod_of(cluster: Cluster, namespace: str, selector: str) -> str | None:
+    pods = cluster.request("GET", f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": selector})
+    return next((str(p["metadata"]["name"]) for p in pods["items"]), None)
+
+
+def _webhook_count(svc: NetnsService, namespace: str, scope: str) -> int:
     doc = httpx.get(
         f"http://{svc.ip}:{WEBHOOK_OPS}/v1/rates",
-        params={"scope": "namespace", "namespace": namespace},
+        params={"scope": scope, "namespace": namespace},
         timeout=5,
     ).json()
     return sum(int(e["count"]) for e in doc.get("entries", []))
