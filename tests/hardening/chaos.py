@@ -225,18 +225,22 @@ async def drained(http: httpx.AsyncClient, stack: ChartStack, patience: float = 
 
 async def apiserver_outage(cluster: Cluster, stack: ChartStack, report: Report, quick: bool) -> None:
     pods = workload(cluster, "chaos-a", "victims", 40 if quick else 60)
-    half = len(pods) // 2
-    plan = [(LABEL_RULE, p) for p in pods[:half]] + [(DELETE_RULE, p) for p in pods[half:]]
+    # Alternate the two actions; one more pod joins the flood every 0.4 s, so some pods get their first
+    # alert while the API server is down and can only be acted on once it is back.
+    plan = [(LABEL_RULE if k % 2 == 0 else DELETE_RULE, p) for k, p in enumerate(pods)]
     statuses: Counter[str] = Counter()
-    stop_at, restart_at = 6.0, 18.0
+    first_sent: dict[str, float] = {}
+    stop_at, restart_at, pace = 6.0, 16.0, 0.4
     timeline: dict[str, float] = {}
     # Resolved now: the helper reads the Deployment, and the API server is about to go away.
     urls = [ingest_url(stack, r) for r in range(len(stack.pods["webhook"]))]
 
-    async def flood(http: httpx.AsyncClient, until: asyncio.Event) -> None:
+    async def flood(http: httpx.AsyncClient, until: asyncio.Event, started: float) -> None:
         i = 0
         while not until.is_set():
-            rule, pod = plan[i % len(plan)]
+            elapsed = time.monotonic() - started
+            rule, pod = plan[i % min(len(plan), 1 + int(elapsed / pace))]
+            first_sent.setdefault(pod["metadata"]["uid"], elapsed)
             try:
                 resp = await http.post(
                     urls[i % 2],
@@ -252,19 +256,25 @@ async def apiserver_outage(cluster: Cluster, stack: ChartStack, report: Report, 
     async with httpx.AsyncClient(timeout=10) as http:
         until = asyncio.Event()
         started = time.monotonic()
-        task = asyncio.create_task(flood(http, until))
+        task = asyncio.create_task(flood(http, until, started))
         await asyncio.sleep(stop_at)
         await asyncio.to_thread(stop_apiserver)
         timeline["apiserver_stopped_s"] = time.monotonic() - started
         await asyncio.sleep(max(0.0, restart_at - (time.monotonic() - started)))
         await asyncio.to_thread(start_apiserver)
         timeline["apiserver_ready_s"] = time.monotonic() - started
-        await asyncio.sleep(20)  # alerts keep coming after the API is back: failed actions are retried
+        # Alerts keep coming after the API is back, as Falco's would: failed actions are tried again.
+        await asyncio.sleep(max(20.0, len(plan) * pace - (time.monotonic() - started) + 10))
         until.set()
         await task
         timeline["flood_end_s"] = time.monotonic() - started
         await drained(http, stack)
-    outage_checks(cluster, stack, report, pods=pods, statuses=statuses, timeline=timeline)
+    during = {
+        u
+        for u, t in first_sent.items()
+        if timeline["apiserver_stopped_s"] <= t < timeline["apiserver_ready_s"]
+    }
+    outage_checks(cluster, stack, report, plan=plan, statuses=statuses, timeline=timeline, during=during)
 
 
 def outage_checks(
@@ -272,20 +282,20 @@ def outage_checks(
     stack: ChartStack,
     report: Report,
     *,
-    pods: list[dict[str, Any]],
+    plan: list[tuple[str, dict[str, Any]]],
     statuses: Counter[str],
     timeline: dict[str, float],
+    during: set[str],
 ) -> None:
     s = "kube-apiserver stopped and restarted during an alert flood"
-    half = len(pods) // 2
     logged = [d for d in decisions(stack) if d.get("namespace") == "chaos-a"]
     applied = Counter((d["pod_uid"], d["action"]) for d in logged if d["result"] == "applied")
     results = Counter(d["result"] for d in logged)
     now = {
         p["metadata"]["uid"]: p for p in cluster.request("GET", "/api/v1/namespaces/chaos-a/pods")["items"]
     }
-    label_uids = {p["metadata"]["uid"] for p in pods[:half]}
-    delete_uids = {p["metadata"]["uid"] for p in pods[half:]}
+    label_uids = {p["metadata"]["uid"] for rule, p in plan if rule == LABEL_RULE}
+    delete_uids = {p["metadata"]["uid"] for rule, p in plan if rule == DELETE_RULE}
     labelled = {u for u in label_uids if LABEL in (now.get(u, {}).get("metadata", {}).get("labels") or {})}
     gone = {u for u in delete_uids if u not in now or "deletionTimestamp" in now[u]["metadata"]}
     report.figure(
@@ -320,6 +330,13 @@ def outage_checks(
         "every pod was acted on once the API was back",
         labelled == label_uids and gone == delete_uids,
         f"{len(labelled)}/{len(label_uids)} labelled, {len(gone)}/{len(delete_uids)} deleted",
+    )
+    acted = labelled | gone
+    report.check(
+        s,
+        "pods first alerted while the API was down were acted on after it came back",
+        bool(during) and during <= acted,
+        f"{len(during & acted)}/{len(during)} such pods acted on",
     )
 
 
@@ -382,10 +399,15 @@ async def replica_killed(cluster: Cluster, stack: ChartStack, report: Report, qu
                 await metric(http, stack, 0, "teflon_webhook_queue_depth") > 0 and time.monotonic() < deadline
             ):
                 await asyncio.sleep(0.3)
-        done = [
-            len({d["pod_uid"] for d in decisions(stack, r) if d.get("namespace") == "chaos-b"})
-            for r in (0, 1)
-        ]
+
+        def decided(replica: int) -> int:
+            return len({d["pod_uid"] for d in decisions(stack, replica) if d.get("namespace") == "chaos-b"})
+
+        # An empty queue can still have alerts in the workers' hands: wait for their decisions.
+        deadline = time.monotonic() + 30
+        while decided(0) < answers[0]["202"] and time.monotonic() < deadline:  # noqa: ASYNC110 - a log file
+            await asyncio.sleep(0.3)
+        done = [decided(0), decided(1)]
         accepted = [answers[r]["202"] for r in (0, 1)]
         report.figure(
             s,
