@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -389,3 +390,29 @@ async def test_the_pod_selector_picks_the_rule() -> None:
     await r.send(alert(pod="pci-1"))
     await r.send(alert(pod="web-1"))
     assert [(n, ref.name) for n, ref, _ in fake.calls] == [("delete", "pci-1"), ("label", "web-1")]
+
+
+async def test_concurrent_workers_cannot_slip_past_the_circuit_breaker() -> None:
+    fake = FakeActions()
+    fake.replicaset("shop", "web-5d8f")
+    for i in range(6):
+        fake.add_pod("shop", f"web-{i}")
+    slow = asyncio.Event()
+    label = fake.label_pod
+
+    async def slow_label(pod, labels):  # every call is in flight while the others are decided
+        await slow.wait()
+        return await label(pod, labels)
+
+    fake.label_pod = slow_label  # type: ignore[method-assign]
+    current = policy(
+        actions=[{"type": "label"}],
+        circuitBreaker={"maxActions": 3, "windowSeconds": 60, "cooldownSeconds": 120},
+    )
+    r = rig(current, fake)
+    tasks = [asyncio.create_task(r.send(alert(pod=f"web-{i}"))) for i in range(6)]
+    await asyncio.sleep(0.05)
+    slow.set()
+    await asyncio.gather(*tasks)
+    assert len(fake.calls) == 3
+    assert r.skips("circuit_open") == 3

@@ -81,7 +81,11 @@ class ActionBudget:
 
 @dataclass
 class CircuitBreaker:
-    """Opens after ``max_actions`` enforced actions within ``window_seconds``; closes after the cooldown."""
+    """Opens after ``max_actions`` enforced actions within ``window_seconds``; closes after the cooldown.
+
+    Actions are counted when admitted, not when their API call returns, so failed attempts count too:
+    a storm of failing calls is as much a reason to stop as a storm of successful ones.
+    """
 
     cfg: CircuitBreakerConfig
     clock: Clock = time.monotonic
@@ -99,7 +103,7 @@ class CircuitBreaker:
         return True
 
     def record(self) -> bool:
-        """Count one enforced action; True when this action tripped the breaker open."""
+        """Count one admitted action; True when it trips the breaker (it still runs, the next do not)."""
         now = self.clock()
         self._actions.append(now)
         while self._actions and now - self._actions[0] > self.cfg.window_seconds:

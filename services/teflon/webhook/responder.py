@@ -131,6 +131,7 @@ class Responder:
         self._budget_for: Policy | None = None
         self._budget: ActionBudget | None = None
         self._breaker: CircuitBreaker | None = None
+        telemetry.circuit_open.set_function(lambda: 1.0 if self.circuit_open else 0.0)
 
     def _limits(self, policy: Policy) -> tuple[ActionBudget, CircuitBreaker]:
         # New budgets when the policy changes; the breaker keeps its state unless its settings changed.
@@ -269,6 +270,10 @@ class Responder:
         if not budget.try_take(ref.namespace):
             self.dedupe.forget(key)
             return decided("skipped", Skip.BUDGET)
+        # Counted when admitted, before the API call: concurrent workers must not all slip through
+        # while the calls that would trip the breaker are still in flight.
+        if breaker.record():
+            await self._circuit_opened(policy, ref)
         result = await self._call(action, ref)
         self._telemetry.action_latency.labels(action.type.value).observe(max(0.0, self._clock() - received))
         if result.outcome in (Outcome.BLOCKED, Outcome.FAILED):
@@ -282,25 +287,25 @@ class Responder:
                 pod=ref.name,
                 workload=workload,
             )
-            if breaker.record():
-                self._telemetry.circuit_open.set(1)
-                log.error(
-                    "circuit breaker open: enforcement stopped",
-                    extra={
-                        "max_actions": policy.circuit_breaker.max_actions,
-                        "window_seconds": policy.circuit_breaker.window_seconds,
-                        "cooldown_seconds": policy.circuit_breaker.cooldown_seconds,
-                    },
-                )
-                await self._event(
-                    ref,
-                    "CircuitOpen",
-                    "TeflonCircuitOpen",
-                    f"{policy.circuit_breaker.max_actions} actions within "
-                    f"{policy.circuit_breaker.window_seconds:g}s: teflon stops enforcing for "
-                    f"{policy.circuit_breaker.cooldown_seconds:g}s",
-                )
         return decided(result.outcome.value, detail=result.detail)
+
+    async def _circuit_opened(self, policy: Policy, ref: PodRef) -> None:
+        cfg = policy.circuit_breaker
+        log.error(
+            "circuit breaker open: enforcement stopped",
+            extra={
+                "max_actions": cfg.max_actions,
+                "window_seconds": cfg.window_seconds,
+                "cooldown_seconds": cfg.cooldown_seconds,
+            },
+        )
+        await self._event(
+            ref,
+            "CircuitOpen",
+            "TeflonCircuitOpen",
+            f"{cfg.max_actions} actions within {cfg.window_seconds:g}s: teflon stops enforcing for "
+            f"{cfg.cooldown_seconds:g}s",
+        )
 
     async def _call(self, action: Action, ref: PodRef) -> ActionResult:
         if self._actions is None:  # pragma: no cover - only called with a cluster

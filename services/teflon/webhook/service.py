@@ -63,7 +63,6 @@ class WebhookService:
         self._tasks: list[asyncio.Task[None]] = []
         telemetry.queue_capacity.set(settings.queue_size)
         telemetry.queue_depth.set_function(self.queue.qsize)
-        telemetry.circuit_open.set_function(lambda: 1.0 if self.responder.circuit_open else 0.0)
         for scope in RateScope:
             telemetry.tracked.labels(scope.value).set_function(self._tracked_counter(scope))
 
