@@ -602,6 +602,6 @@ main() {
   esac
 }
 
-if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
-  main "$@"
-fi
+# On one line, so bash has read all of it before running: editing this file while a long `up` runs
+# cannot make bash read on into the new text.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; exit; fi
