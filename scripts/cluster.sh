@@ -92,7 +92,7 @@ k8s_wrapper() {
   {
     echo "module local/teflon-kubernetes"
     echo
-    echo "go $(go env GOVERSION | sed 's/^go//')"
+    awk '$1 == "go" {print "go " $2}' "$upstream" # the Go version Kubernetes itself asks for
     echo
     echo "require k8s.io/kubernetes v$K8S_VERSION"
     echo
