@@ -161,8 +161,27 @@ def ensure_namespace(cluster: Cluster, name: str) -> None:
     )
 
 
-def workload(cluster: Cluster, namespace: str, name: str, replicas: int) -> list[dict[str, Any]]:
-    ensure_namespace(cluster, namespace)
+def fresh_namespace(cluster: Cluster, name: str) -> None:
+    """``name`` with nothing left from an earlier run in it."""
+
+    def gone() -> bool | None:
+        try:
+            cluster.request("GET", f"/api/v1/namespaces/{name}")
+        except ApiError as exc:
+            return exc.status == 404 or None
+        return None
+
+    with contextlib.suppress(ApiError):
+        cluster.request("DELETE", f"/api/v1/namespaces/{name}")
+    cluster.wait_until(gone, 180, f"namespace {name} to be deleted")
+    ensure_namespace(cluster, name)
+
+
+def workload(
+    cluster: Cluster, namespace: str, name: str, replicas: int, *, fresh: bool = True
+) -> list[dict[str, Any]]:
+    if fresh:
+        fresh_namespace(cluster, namespace)
     with contextlib.suppress(ApiError):
         cluster.request(
             "POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", deployment(name, namespace, replicas)
@@ -225,12 +244,13 @@ async def drained(http: httpx.AsyncClient, stack: ChartStack, patience: float = 
 
 async def apiserver_outage(cluster: Cluster, stack: ChartStack, report: Report, quick: bool) -> None:
     pods = workload(cluster, "chaos-a", "victims", 40 if quick else 60)
-    # Alternate the two actions; one more pod joins the flood every 0.4 s, so some pods get their first
-    # alert while the API server is down and can only be acted on once it is back.
+    # Alternate the two actions. Half the pods are in the flood from the start; the others join one by
+    # one once the API server has gone, so their first alerts arrive while it is down.
     plan = [(LABEL_RULE if k % 2 == 0 else DELETE_RULE, p) for k, p in enumerate(pods)]
+    half = len(plan) // 2
     statuses: Counter[str] = Counter()
     first_sent: dict[str, float] = {}
-    stop_at, restart_at, pace = 6.0, 16.0, 0.4
+    stop_at, down_for, pace = 6.0, 12.0, 0.25
     timeline: dict[str, float] = {}
     # Resolved now: the helper reads the Deployment, and the API server is about to go away.
     urls = [ingest_url(stack, r) for r in range(len(stack.pods["webhook"]))]
@@ -238,14 +258,14 @@ async def apiserver_outage(cluster: Cluster, stack: ChartStack, report: Report, 
     async def flood(http: httpx.AsyncClient, until: asyncio.Event, started: float) -> None:
         i = 0
         while not until.is_set():
-            elapsed = time.monotonic() - started
-            rule, pod = plan[i % min(len(plan), 1 + int(elapsed / pace))]
-            first_sent.setdefault(pod["metadata"]["uid"], elapsed)
+            now = time.monotonic() - started
+            gone = timeline.get("apiserver_gone_s")
+            eligible = half if gone is None else min(len(plan), half + 1 + int((now - gone) / pace))
+            rule, pod = plan[i % eligible]
+            first_sent.setdefault(pod["metadata"]["uid"], now)
             try:
                 resp = await http.post(
-                    urls[i % 2],
-                    content=alert(rule, pod),
-                    headers={"Content-Type": "application/json"},
+                    urls[i % 2], content=alert(rule, pod), headers={"Content-Type": "application/json"}
                 )
                 statuses[str(resp.status_code)] += 1
             except httpx.HTTPError as exc:
@@ -258,22 +278,21 @@ async def apiserver_outage(cluster: Cluster, stack: ChartStack, report: Report, 
         started = time.monotonic()
         task = asyncio.create_task(flood(http, until, started))
         await asyncio.sleep(stop_at)
+        timeline["apiserver_sigterm_s"] = time.monotonic() - started
         await asyncio.to_thread(stop_apiserver)
-        timeline["apiserver_stopped_s"] = time.monotonic() - started
-        await asyncio.sleep(max(0.0, restart_at - (time.monotonic() - started)))
+        timeline["apiserver_gone_s"] = time.monotonic() - started
+        await asyncio.sleep(down_for)
+        timeline["apiserver_restart_s"] = time.monotonic() - started
         await asyncio.to_thread(start_apiserver)
         timeline["apiserver_ready_s"] = time.monotonic() - started
         # Alerts keep coming after the API is back, as Falco's would: failed actions are tried again.
-        await asyncio.sleep(max(20.0, len(plan) * pace - (time.monotonic() - started) + 10))
+        await asyncio.sleep(20)
         until.set()
         await task
         timeline["flood_end_s"] = time.monotonic() - started
         await drained(http, stack)
-    during = {
-        u
-        for u, t in first_sent.items()
-        if timeline["apiserver_stopped_s"] <= t < timeline["apiserver_ready_s"]
-    }
+    window = (timeline["apiserver_gone_s"], timeline["apiserver_restart_s"])
+    during = {u for u, t in first_sent.items() if window[0] <= t < window[1]}
     outage_checks(cluster, stack, report, plan=plan, statuses=statuses, timeline=timeline, during=during)
 
 
@@ -310,13 +329,30 @@ def outage_checks(
         results["failed"] > 0 or _skips(stack, "lookup_failed") > 0,
         dict(results),
     )
-    double = {k: v for k, v in applied.items() if v > 1}
+    # Each replica dedupes on its own; the API server's UID precondition stops a second delete.
+    per_replica = [
+        Counter(
+            (d["pod_uid"], d["action"])
+            for d in decisions(stack, r)
+            if d.get("namespace") == "chaos-a" and d["result"] == "applied"
+        )
+        for r in range(len(stack.pods["webhook"]))
+    ]
+    double = {
+        f"replica {r} {u} {a}": n for r, c in enumerate(per_replica) for (u, a), n in c.items() if n > 1
+    }
     report.check(
         s,
-        "no pod UID was acted on twice per action",
+        "no replica acted twice on one pod UID and action",
         not double,
-        double or f"{len(applied)} (uid, action) pairs applied once",
+        double or f"{len(applied)} (uid, action) pairs applied",
     )
+    deletes = {f"{u}": n for (u, a), n in applied.items() if a == "delete" and n > 1}
+    report.check(
+        s, "no pod was deleted twice, across replicas", not deletes, deletes or "each delete applied once"
+    )
+    across = sum(1 for (u, a), n in applied.items() if a == "label" and n > 1)
+    report.figure(s, labels_applied_by_both_replicas=across)
     lost_labels = [u for (u, a) in applied if a == "label" and u not in labelled]
     lost_deletes = [u for (u, a) in applied if a == "delete" and u not in gone]
     report.check(
@@ -457,7 +493,7 @@ def web_replicas(cluster: Cluster) -> int:
 
 async def backend_faults(cluster: Cluster, stack: ChartStack, report: Report, quick: bool) -> None:
     s = "the metrics backend slow and down"
-    pods = workload(cluster, SHOP, "web", 2)
+    pods = workload(cluster, SHOP, "web", 2, fresh=False)  # the HPA lives here already
     # 300 alerts within the 5-minute window: 60 per minute, so the HPA wants 6 (its maximum).
     urls = [ingest_url(stack, r) for r in (0, 1)]
     async with httpx.AsyncClient(timeout=10) as http:
@@ -653,7 +689,7 @@ def chaos_stack(workdir: Path) -> Iterator[tuple[Cluster, ChartStack]]:
     values = workdir / "values.yaml"
     values.write_text(yaml.safe_dump(VALUES))
     ensure_namespace(cluster, NAMESPACE)
-    ensure_namespace(cluster, SHOP)
+    fresh_namespace(cluster, SHOP)
     stack = ChartStack(cluster, RELEASE, NAMESPACE, workdir)
     stack.uninstall()
     stack.helm_install([values])
