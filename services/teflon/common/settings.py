@@ -6,12 +6,32 @@ class is the only reader of the environment; everything else receives a validate
 
 from __future__ import annotations
 
+import os
+from typing import Self
+
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class BaseComponentSettings(BaseSettings):
-    """Shared behaviour: unknown ``TEFLON_<ID>_*`` variables are an error, not silently ignored."""
+    """Shared behaviour: unknown ``TEFLON_<ID>_*`` variables are an error, not silently ignored.
+
+    pydantic-settings only reads the variables that match a field, so a misspelt
+    ``TEFLON_WEBHOOK_MAX_BODY_BYTE`` would otherwise leave the default in force without a word.
+    """
 
     model_config = SettingsConfigDict(extra="forbid", case_sensitive=False, frozen=True)
 
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _reject_unknown_variables(self) -> Self:
+        prefix = str(self.model_config.get("env_prefix") or "").upper()
+        if not prefix:
+            return self
+        known = {prefix + name.upper() for name in type(self).model_fields}
+        unknown = sorted(k for k in os.environ if k.upper().startswith(prefix) and k.upper() not in known)
+        if unknown:
+            fields = ", ".join(sorted(known))
+            raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known settings are {fields}")
+        return self
