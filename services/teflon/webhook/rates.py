@@ -8,7 +8,6 @@ incomplete until the dropped counts would have left every window anyway).
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -87,6 +86,8 @@ class RateTracker:
         self._index: dict[tuple[RateScope, str], dict[Key, _Tracked]] = {}
         self._incomplete_until = 0.0
         self._counts = dict.fromkeys(RateScope, 0)
+        self._series_keys: dict[SeriesKey, SeriesKey] = {}
+        self._bucket = 0
         self.evicted_for_cap = 0
         self.expired = 0
 
@@ -142,7 +143,15 @@ class RateTracker:
             return
         now = self._clock()
         bucket = int(now // RESOLUTION_SECONDS)
-        skey: SeriesKey = (signal, sys.intern(rule), int(priority))
+        if bucket == self._bucket:
+            bucket = self._bucket  # one int object per bucket, shared by every series that holds it
+        else:
+            self._bucket = bucket
+        # Series keys repeat across objects (same rule, same priority): share one tuple per key.
+        skey: SeriesKey = (signal, rule, int(priority))
+        skey = self._series_keys.setdefault(skey, skey)
+        if len(self._series_keys) > 10_000:  # rule names are bounded, but never trust a sender
+            self._series_keys.clear()
         self._touch((RateScope.NAMESPACE, namespace, "Namespace", namespace), now).add(skey, bucket, n)
         if pod is not None:
             self._touch((RateScope.POD, namespace, "Pod", pod), now).add(skey, bucket, n)
