@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -511,10 +511,11 @@ async def backend_faults(cluster: Cluster, stack: ChartStack, report: Report, qu
     # The built-in metrics are cached for 15 s: a value read just before the fault may be served until
     # then. Past that (plus a backend timeout), only errors are acceptable.
     cached_for = 15 + 5
-    for fault, inject, heal in (
+    faults: list[tuple[str, Callable[[], None], Callable[[], None]]] = [
         ("slow (SIGSTOP)", lambda: stack.pause("webhook"), lambda: stack.resume("webhook")),
         ("down (stopped)", lambda: stack.stop_processes("webhook"), lambda: stack.start("webhook")),
-    ):
+    ]
+    for fault, inject, heal in faults:
         inject()
         answers: Counter[str] = Counter()
         lowest = 6

@@ -262,12 +262,13 @@ class Tally:
 
 def total(counter: PromCounter) -> dict[str, float]:
     """A labelled counter's values summed by its ``reason`` label (or under '' when it has none)."""
-    out: Counter[str] = Counter()
+    out: dict[str, float] = {}
     for metric in counter.collect():
         for sample in metric.samples:
             if sample.name.endswith("_total"):
-                out[sample.labels.get("reason", "")] += sample.value
-    return dict(out)
+                key = sample.labels.get("reason", "")
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
 
 
 class Fuzzer:
