@@ -60,7 +60,7 @@ def median_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def ingest_rounds(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     mix = AlertMix(pods=5000)
-    seconds = 3.0 if args.quick else 8.0
+    seconds = 3.0 if args.quick else 6.0
     per_shape: dict[str, dict[str, list[Any]]] = {}
     for r in range(args.rounds):
         for name, env in shapes(workdir).items():
