@@ -576,7 +576,14 @@ lock_state() {
   flock 9
 }
 
+need() {
+  local cmd missing=()
+  for cmd in "$@"; do command -v "$cmd" >/dev/null || missing+=("$cmd"); done
+  ((${#missing[@]} == 0)) || die "missing ${missing[*]}: run \`make tools\` (scripts/apt-packages.txt)"
+}
+
 main() {
+  need curl jq openssl ip ss flock setsid cksum
   case "${1:-}" in
     up)
       # Fast path without the lock, so a long build for another checkout never delays a running one.
