@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator, metrics
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.requests import ClientDisconnect
 
 from teflon.common.wire import Priority, RateScope, RateSnapshot, Signal
 from teflon.webhook.actions import ClusterActions
@@ -277,7 +278,15 @@ def _install_handlers(app: FastAPI, telemetry: Telemetry) -> None:
     app.add_exception_handler(AlertRejected, rejected)
     app.add_exception_handler(BatchRejected, batch_rejected)
     app.add_exception_handler(QueueFull, queue_full)
+
+    async def client_gone(_request: Request, _exc: Exception) -> Response:
+        # The sender closed the connection before its whole body arrived: no alert was received and
+        # nobody is left to answer. A line at INFO, not an ERROR traceback per truncated request.
+        log.info("client disconnected before its request body arrived")
+        return Response(status_code=400)
+
     app.add_exception_handler(ShuttingDown, shutting_down)
+    app.add_exception_handler(ClientDisconnect, client_gone)
 
 
 def create_app(
