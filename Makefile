@@ -100,6 +100,7 @@ bench: tools ## Benchmarks (BENCH_ARGS=--quick|--skip-cluster): writes docs/benc
 .PHONY: fuzz
 fuzz: ## Fuzz the webhook's HTTP API (FUZZ_CASES=100000); summary in docs/hardening/fuzz.json
 	@cd tests && ../.venv/bin/python -m hardening.fuzz_ingest --cases $(FUZZ_CASES) --out ../docs/hardening/fuzz.json
+	@cd tests && ../.venv/bin/python -m hardening.fuzz_wire --out ../docs/hardening/fuzz-wire.json
 	@cd tests && ../.venv/bin/python -m hardening.report
 
 CHAOS_ARGS ?=

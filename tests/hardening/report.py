@@ -134,6 +134,34 @@ def main() -> int:
         "",
     ]
     lines += fuzz_section(fuzz) if fuzz else ["## Fuzzing", "", "Not run yet: `make fuzz`.", ""]
+    wire = json.loads((DATA / "fuzz-wire.json").read_text()) if (DATA / "fuzz-wire.json").exists() else None
+    if wire:
+        lines += [
+            "### On the wire",
+            "",
+            "`tests/hardening/fuzz_wire.py` sends raw bytes over TCP to a real `python -m teflon.webhook` on",
+            "127.0.0.1, so uvicorn's HTTP parsing is in the path: lying, negative, huge and duplicate",
+            "Content-Length, broken chunked encoding, bad request lines, methods and header names, oversized",
+            "headers, pipelined, truncated and LF-only requests, random bytes; the client half-closes after",
+            "sending. It checks that no answer is a 5xx, that the process is alive at the end, and that it",
+            "counted at least one alert per 202.",
+            "",
+            "| connections | 5xx | alive at the end | alerts counted | violations | seconds |",
+            "| ---: | ---: | --- | ---: | ---: | ---: |",
+            f"| {wire['cases']:,} | {wire['server_errors']} | {'yes' if wire['alive_at_end'] else 'NO'} | "
+            f"{wire['alerts_counted']:,.0f} | {wire['violations']} | {wire['seconds']:,.1f} |",
+            "",
+            "Answers: " + ", ".join(f"{k}: {v:,}" for k, v in wire["answers"].items()) + ".",
+            "",
+            "It found one defect, fixed: a client that closed its connection before its whole body arrived",
+            "made `read_body` raise Starlette's `ClientDisconnect` out of the route, and uvicorn logged an",
+            "ERROR traceback per such request (a cheap way to flood the logs). The webhook now answers it in",
+            "an exception handler with one INFO line. What remains in the log is uvicorn's own: "
+            + "; ".join(f"{v:,} x `{k}`" for k, v in wire["error_log_kinds"].items())
+            + ", logged when the application answers on a connection whose client half-closed mid-request and",
+            "that h11 has already given up; the process carries on, and no client is owed that answer.",
+            "",
+        ]
     lines += chaos_section(chaos) if chaos else ["## Fault injection", "", "Not run yet: `make chaos`.", ""]
     lines += [
         "## Known limits these runs show",
