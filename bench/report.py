@@ -118,8 +118,9 @@ def peer_section(peers: dict[str, Any]) -> list[str]:
         out += [
             "Every `github.com/falcosecurity/*` module (and Falco Talon's earlier module paths) gets the same "
             "403 from the module proxy this machine reaches, for listing as well as for any pinned version, so "
-            "neither peer can be fetched, let alone built, here; no other registry this project uses ships "
-            "them. The tables below therefore have no peer column and no teflon/peer ratio: a ratio against a "
+            "neither peer can be fetched, let alone built, here; the only other channels this project may use "
+            "do not carry them either (Debian's archive has Falco's libraries but neither program; PyPI and npm "
+            "have neither). The tables below therefore have no peer column and no teflon/peer ratio: a ratio against a "
             "re-implementation of a peer would measure the re-implementation. `bench/peers.py` builds them "
             "(cached under `${XDG_CACHE_HOME:-~/.cache}/teflon/peers/`) on a machine whose proxy serves them, "
             "and this page then needs its peer columns added from that run.",
