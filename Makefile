@@ -119,3 +119,11 @@ CHAOS_ARGS ?=
 chaos: tools ## Fault injection on a local control plane of its own (CHAOS_ARGS=--quick); docs/hardening.md
 	@cd tests && status=0 && ../.venv/bin/python -m hardening.chaos $(CHAOS_ARGS) --out ../docs/hardening/chaos.json \
 		|| status=$$?; ../.venv/bin/python -m hardening.report; exit $$status
+
+# --- end to end: the whole loop on the local control plane, and the demo ---
+.PHONY: e2e demo-down
+e2e: tools ## End-to-end suite (pytest -m e2e): ct install, upgrade, alerts -> responses, metrics, HPA
+	@pytest -m e2e $(PYTEST_ARGS)
+
+demo-down: ## Stop the demo's services, uninstall its release, delete its namespaces (the cluster keeps running)
+	@.venv/bin/python scripts/demo/run.py down

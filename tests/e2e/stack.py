@@ -402,6 +402,10 @@ class ChartStack:
     def upgrade(self, values: Sequence[Path]) -> list[str]:
         """``helm upgrade`` and restart the components whose pod template changed (a rollout)."""
         self.helm_install(values)
+        return self.reconcile()
+
+    def reconcile(self) -> list[str]:
+        """Restart the components whose Deployment's pod template changed since they started."""
         rolled = []
         for component in list(self.pods):
             template = json.dumps(self.deployment(component)["spec"]["template"], sort_keys=True)
