@@ -157,3 +157,15 @@ async def test_stopping_drains_queued_alerts_and_refuses_new_ones(start_app: Sta
     assert resp.status_code == 503
     assert resp.json()["error"] == "shutting_down"
     app.app.service._tasks = []  # already stopped; the fixture's stop() must find nothing left
+
+
+async def test_made_up_rule_names_cannot_grow_the_metrics_without_bound(start_app: StartApp) -> None:
+    app = await start_app()
+    app.app.service.telemetry._rules.limit = 3
+    batch = [{**SHELL, "rule": f"rule-{i}"} for i in range(10)]
+    assert (await app.ingest.post("/v1/falco", json=batch)).json()["accepted"] == 10
+    await app.drain()
+    text = (await app.ops.get("/metrics")).text
+    counted = [line for line in text.splitlines() if line.startswith("teflon_webhook_alerts_total{")]
+    assert len(counted) == 4
+    assert any('rule="_other"' in line and line.endswith(" 7.0") for line in counted)

@@ -94,9 +94,10 @@ class WebhookService:
                 self.queue.put_nowait((alert, now))
             except asyncio.QueueFull:
                 raise QueueFull(accepted=i, dropped=len(alerts) - i) from None
-            counter.labels(
-                alert.rule, alert.priority.label, alert.source, self.telemetry.ns(alert.namespace)
-            ).inc()
+            labels = self.telemetry.alert_labels(
+                alert.rule, alert.priority.label, alert.source, alert.namespace
+            )
+            counter.labels(*labels).inc()
 
     # --- readiness ---
 

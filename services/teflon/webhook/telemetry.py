@@ -7,12 +7,40 @@ off for clusters with many namespaces, and pod names or UIDs are never labels.
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.process_collector import ProcessCollector
 
 NO_NAMESPACE = ""
+OVERFLOW = "_other"
+
+log = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class BoundedLabel:
+    """Passes label values through until ``limit`` distinct ones were seen, then answers ``_other``."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.name = name
+        self.limit = limit
+        self._seen: set[str] = set()
+
+    def value(self, raw: str) -> str:
+        if raw in self._seen:
+            return raw
+        if len(self._seen) >= self.limit:
+            if OVERFLOW not in self._seen:
+                self._seen.add(OVERFLOW)
+                log.warning(
+                    "label value limit reached; further values are counted as _other",
+                    extra={"label": self.name, "limit": self.limit},
+                )
+            return OVERFLOW
+        self._seen.add(raw)
+        return raw
 
 
 class Telemetry:
@@ -21,6 +49,11 @@ class Telemetry:
     def __init__(self, registry: CollectorRegistry, *, namespace_label: bool = True) -> None:
         self.registry = registry
         self.namespace_label = namespace_label
+        # Rule names, sources and namespaces arrive in alerts; whoever can reach ingest must not be
+        # able to grow /metrics without bound.
+        self._rules = BoundedLabel("rule", 1000)
+        self._sources = BoundedLabel("source", 100)
+        self._namespaces = BoundedLabel("namespace", 5000)
         ProcessCollector(registry=registry)
         self.alerts = Counter(
             "teflon_webhook_alerts_total",
@@ -100,4 +133,10 @@ class Telemetry:
 
     def ns(self, namespace: str | None) -> str:
         """The namespace label value, or empty when namespace labels are switched off."""
-        return (namespace or NO_NAMESPACE) if self.namespace_label else NO_NAMESPACE
+        if not self.namespace_label:
+            return NO_NAMESPACE
+        return self._namespaces.value(namespace or NO_NAMESPACE)
+
+    def alert_labels(self, rule: str, priority: str, source: str, namespace: str | None) -> tuple[str, ...]:
+        """Label values for ``alerts_total``, each capped in how many distinct values it may take."""
+        return (self._rules.value(rule), priority, self._sources.value(source), self.ns(namespace))
