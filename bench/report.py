@@ -55,7 +55,7 @@ def plot_latency(ingest: dict[str, Any]) -> str:
 def plot_reaction(reaction: dict[str, Any]) -> str:
     fig, ax = plt.subplots(figsize=(7, 3.5))
     data = [reaction[a]["values_ms"] for a in ("label", "delete")]
-    ax.boxplot(data, vert=False, whis=(1, 99), showfliers=True)
+    ax.boxplot(data, orientation="horizontal", whis=(1, 99), showfliers=True)
     ax.set_yticks([1, 2], ["label", "delete"])
     ax.set_xlabel("alert posted -> Kubernetes API call completed (ms)")
     ax.set_title("teflon: reaction latency on the local control plane")
@@ -205,31 +205,8 @@ def write(results: dict[str, Any]) -> None:
             "replica is saturated and latency is queueing time: add replicas (the metrics server sums them).",
             "",
         ]
-    if "memory" in results:
-        mem = results["memory"]
-        lines += [
-            "## 3. Memory after one million alerts over 100,000 pods",
-            "",
-            f"A fresh process (chart default shape) received {mem['alerts']:,} alerts about "
-            f"{mem['distinct_pods']:,} distinct pods in NDJSON batches of 500.",
-            "",
-            "| idle RSS | RSS after | alerts counted | pods tracked | /metrics series | batched alerts/s |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: |",
-            f"| {fmt(mem['rss_idle_mib'], 0)} MiB | {fmt(mem['rss_after_mib'], 0)} MiB | {mem['counted']:,.0f} | "
-            f"{mem['tracked_pods']:,.0f} | {mem['metric_series']:,} | {fmt(mem['alerts_per_second_batched'], 0)} |",
-            "",
-            f"![memory]({plot_memory(mem)})",
-            "",
-            "For a user: per-pod state lives in the windowed rate tracker, capped by",
-            "`TEFLON_WEBHOOK_RATE_MAX_TRACKED` and expired after `RATE_TTL_SECONDS`; Prometheus labels never carry",
-            "a pod, so the `/metrics` page (and the Prometheus series it costs) stays the same size however",
-            "many pods alert. falcosidekick labels its Prometheus counter by pod, which is the known failure",
-            "this row was meant to compare against.",
-            "",
-        ]
     if "cluster" in results:
         rx = results["cluster"]["reaction"]
-        cm = results["cluster"]["custom_metrics"]
         lines += [
             "## 2. Reaction latency on the local control plane",
             "",
@@ -258,6 +235,32 @@ def write(results: dict[str, Any]) -> None:
             "with a UID precondition; a delete adds nothing but the DELETE itself. Falco Talon's figure",
             "belongs beside this one once it can be built (see *The peers*).",
             "",
+        ]
+    if "memory" in results:
+        mem = results["memory"]
+        lines += [
+            f"## 3. Memory after {mem['alerts']:,} alerts over {mem['distinct_pods']:,} pods",
+            "",
+            f"A fresh process (chart default shape) received {mem['alerts']:,} alerts about "
+            f"{mem['distinct_pods']:,} distinct pods in NDJSON batches of 500.",
+            "",
+            "| idle RSS | RSS after | alerts counted | pods tracked | /metrics series | batched alerts/s |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"| {fmt(mem['rss_idle_mib'], 0)} MiB | {fmt(mem['rss_after_mib'], 0)} MiB | {mem['counted']:,.0f} | "
+            f"{mem['tracked_pods']:,.0f} | {mem['metric_series']:,} | {fmt(mem['alerts_per_second_batched'], 0)} |",
+            "",
+            f"![memory]({plot_memory(mem)})",
+            "",
+            "For a user: per-pod state lives in the windowed rate tracker, capped by",
+            "`TEFLON_WEBHOOK_RATE_MAX_TRACKED` and expired after `RATE_TTL_SECONDS`; Prometheus labels never carry",
+            "a pod, so the `/metrics` page (and the Prometheus series it costs) stays the same size however",
+            "many pods alert. falcosidekick labels its Prometheus counter by pod, which is the known failure",
+            "this row was meant to compare against.",
+            "",
+        ]
+    if "cluster" in results:
+        cm = results["cluster"]["custom_metrics"]
+        lines += [
             "## 4. Custom metrics through the real aggregator",
             "",
             "`kubectl get --raw` equivalents through kube-apiserver's aggregator to the metrics server (front-proxy",
