@@ -142,6 +142,7 @@ def write(results: dict[str, Any]) -> None:
         "",
         f"- {m['cpus']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}",
         f"- teflon at commit `{m['commit']}`, measured {m['date']}; load average at start {m['load_average_at_start']}",
+        "- " + ", ".join(f"{k} {v}" for k, v in m.get("packages", {}).items()),
     ]
     if "cluster" in results:
         lines.append(

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,9 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(int(mem) / 1024 / 1024, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
+        "packages": {
+            name: metadata.version(name) for name in ("fastapi", "uvicorn", "pydantic", "h11", "httpx")
+        },
         "commit": commit.stdout.strip(),
         "load_average_at_start": round(os.getloadavg()[0], 2),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
