@@ -287,3 +287,27 @@ async def test_the_responder_enforces_a_policy_on_a_real_deployment_pod(
     events = await kube.get(f"/apis/events.k8s.io/v1/namespaces/{namespace}/events")
     ours = sorted(e["action"] for e in events["items"] if e["reportingController"] == REPORTING_CONTROLLER)
     assert ours == ["Delete", "Isolate", "Label"]
+
+
+async def test_a_pod_replaced_between_read_and_patch_is_reported_as_replaced(
+    kube: KubeClient, namespace: str, actions: KubeClusterActions
+) -> None:
+    old = await create_pod(kube, namespace, "racy")
+    stale_read = await get_pod(kube, old)
+    await kube.delete(f"/api/v1/namespaces/{namespace}/pods/racy", {"gracePeriodSeconds": 0})
+    await eventually(lambda: _gone(kube, old), "the old pod to be removed")
+    new = await create_pod(kube, namespace, "racy")
+    reads: list[str] = []
+    real_get_pod = actions.get_pod
+
+    async def racing_get_pod(ns: str, name: str) -> JSON | None:
+        # The first read happened before the swap; the API server's UID `test` must catch it.
+        reads.append(name)
+        return stale_read if len(reads) == 1 else await real_get_pod(ns, name)
+
+    actions.get_pod = racing_get_pod  # type: ignore[method-assign]
+    result = await actions.label_pod(old, {"teflon.io/quarantined": "true"})
+    assert result.outcome is Outcome.REPLACED
+    assert len(reads) == 2
+    labels = ((await get_pod(kube, new)) or {})["metadata"].get("labels", {})
+    assert "teflon.io/quarantined" not in labels

@@ -225,11 +225,23 @@ class KubeClusterActions:
         except NotFound:
             return ActionResult(Outcome.GONE, "pod not found")
         except KubeError as exc:
-            # A failed JSON-patch `test` on the UID means the pod was replaced between read and write.
-            if exc.status in (409, 422) and "test" in str(exc).lower():
-                return ActionResult(Outcome.REPLACED, str(exc))
+            if exc.status == 422:
+                # A failed JSON-patch `test` answers a bare 422 that does not say which operation failed;
+                # read the pod again to tell a replacement (the UID test) from a refused label.
+                return await self._explain_refused_patch(pod, exc)
             return ActionResult(Outcome.FAILED, str(exc))
         return ActionResult(Outcome.APPLIED, ", ".join(f"{k}={v}" for k, v in labels.items()))
+
+    async def _explain_refused_patch(self, pod: PodRef, exc: KubeError) -> ActionResult:
+        try:
+            current = await self.get_pod(pod.namespace, pod.name)
+        except KubeError:
+            return ActionResult(Outcome.FAILED, str(exc))
+        if current is None:
+            return ActionResult(Outcome.GONE, "pod not found")
+        if current["metadata"].get("uid") != pod.uid:
+            return ActionResult(Outcome.REPLACED, "a pod with another UID took this name during the patch")
+        return ActionResult(Outcome.FAILED, str(exc))
 
     async def isolate_pod(self, pod: PodRef) -> ActionResult:
         body = isolation_policy(pod)
