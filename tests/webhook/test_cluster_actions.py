@@ -18,7 +18,14 @@ from prometheus_client import CollectorRegistry
 
 from teflon.common.kube import JSON, KubeClient, NotFound
 from teflon.common.wire import RateScope, Signal
-from teflon.webhook.actions import ISOLATE_LABEL, REPORTING_CONTROLLER, KubeClusterActions, Outcome, PodRef
+from teflon.webhook.actions import (
+    ISOLATE_LABEL,
+    REPORTING_CONTROLLER,
+    KubeClusterActions,
+    Outcome,
+    PodRef,
+    isolation_policy,
+)
 from teflon.webhook.alert import parse_one
 from teflon.webhook.policy import Policy
 from teflon.webhook.rates import RateTracker
@@ -311,3 +318,18 @@ async def test_a_pod_replaced_between_read_and_patch_is_reported_as_replaced(
     assert len(reads) == 2
     labels = ((await get_pod(kube, new)) or {})["metadata"].get("labels", {})
     assert "teflon.io/quarantined" not in labels
+
+
+async def test_an_isolation_policy_left_by_an_earlier_pod_of_the_same_name_is_repointed(
+    kube: KubeClient, namespace: str, actions: KubeClusterActions
+) -> None:
+    ref = await create_pod(kube, namespace, "web-0")
+    leftover = isolation_policy(PodRef(namespace, "web-0", "11111111-2222-3333-4444-555555555555"))
+    del leftover["metadata"]["ownerReferences"]  # as if the garbage collector had not caught up yet
+    await kube.post(f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies", leftover)
+    assert (await actions.isolate_pod(ref)).outcome is Outcome.APPLIED
+    policy = await kube.get(
+        f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies/teflon-isolate-web-0"
+    )
+    assert policy["spec"]["podSelector"] == {"matchLabels": {ISOLATE_LABEL: ref.uid}}
+    assert [o["uid"] for o in policy["metadata"]["ownerReferences"]] == [ref.uid]
