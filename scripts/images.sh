@@ -43,10 +43,27 @@ ca_bundle() {
 
 image_ref() { printf '%s-%s:%s\n' "$IMAGE_REPO" "$1" "$IMAGE_TAG"; }
 
+# Everything a build of one image depends on: its Dockerfile, the build arguments, and the files the
+# build context lets in (the `!` lines of .dockerignore). Equal inputs make an equal image, so a
+# build with the inputs of the image already tagged is skipped (buildah would still copy each
+# stage's root file system just to find every step cached).
+build_inputs_key() {
+  local component=$1
+  shift
+  local allowed=()
+  mapfile -t allowed < <(sed -nE 's/^!([^*]+)$/\1/p' .dockerignore)
+  {
+    printf '%s\n' "$@"
+    sha256sum "Dockerfile.$component" .dockerignore
+    find "${allowed[@]}" -type f ! -path '*/__pycache__/*' ! -name '*.py[cod]' -print0 |
+      sort -z | xargs -0 sha256sum
+  } | sha256sum | cut -c1-64
+}
+
 cmd_build() {
   need_tools buildah debootstrap git
   lock_storage
-  local total_start base pull version revision ca component ref start secs id archive
+  local total_start base pull version revision ca component ref start secs id archive key stamp
   total_start=$(date +%s)
   if [[ -n ${BASE_IMAGE:-} ]]; then
     base=$BASE_IMAGE pull=missing
@@ -60,10 +77,19 @@ cmd_build() {
   if [[ -n $ca ]]; then
     ca_args=(--volume "$ca:/run/teflon-build/ca.crt:ro" --build-arg PIP_CERT=/run/teflon-build/ca.crt)
   fi
-  mkdir -p "$IMAGES_OUT"
+  mkdir -p "$IMAGES_OUT" "$IMAGES_ROOT/inputs"
   for component in "${COMPONENTS[@]}"; do
     ref=$(image_ref "$component")
     start=$(date +%s)
+    key=$(build_inputs_key "$component" "$base" "$version" "$revision")
+    stamp=$IMAGES_ROOT/inputs/$(tr -c 'a-zA-Z0-9._\n-' '_' <<<"$ref")
+    archive=$IMAGES_OUT/teflon-$component.oci.tar
+    id=$(bah inspect --type image --format '{{.FromImageID}}' "$ref" 2>/dev/null || true)
+    if [[ -n $id && "$(cat "$stamp" 2>/dev/null)" == "$key $id" &&
+      "$(cat "$archive.id" 2>/dev/null)" == "$id" && -f $archive ]]; then
+      log "$ref is up to date with its inputs: $(bah images --noheading --format '{{.Size}}' "$ref")"
+      continue
+    fi
     if ! bah bud --isolation chroot --layers --pull="$pull" \
       --file "Dockerfile.$component" --tag "$ref" \
       --build-arg BASE_IMAGE="$base" --build-arg VERSION="$version" --build-arg REVISION="$revision" \
@@ -74,13 +100,13 @@ cmd_build() {
     fi
     secs=$(( $(date +%s) - start ))
     id=$(bah inspect --type image --format '{{.FromImageID}}' "$ref")
-    archive=$IMAGES_OUT/teflon-$component.oci.tar
     # Export only when the image changed: the archive's sidecar records the image it holds.
     if [[ ! -f $archive || "$(cat "$archive.id" 2>/dev/null)" != "$id" ]]; then
       rm -f "$archive" "$archive.id"
       bah push --quiet "$ref" "oci-archive:$archive:$ref" >/dev/null
       printf '%s\n' "$id" >"$archive.id"
     fi
+    printf '%s %s\n' "$key" "$id" >"$stamp"
     log "$ref built in ${secs}s: image $(bah images --noheading --format '{{.Size}}' "$ref"), archive $(du -h "$archive" | cut -f1) ($archive)"
   done
   prune_stale_layers "$IMAGES_OUT"/build-*.log
