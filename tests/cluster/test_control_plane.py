@@ -63,6 +63,25 @@ def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind), None)
 
 
+def _available(cluster: Cluster, apiservice: dict[str, Any]) -> bool:
+    name = apiservice["metadata"]["name"]
+    obj = cluster.request("GET", f"/apis/apiregistration.k8s.io/v1/apiservices/{name}")
+    cond = _condition(obj, "Available")
+    return cond is not None and cond["status"] == "True"
+
+
+def _wait_for_replicas(cluster: Cluster, hpa: dict[str, Any], replicas: int) -> None:
+    namespace, name = hpa["metadata"]["namespace"], hpa["metadata"]["name"]
+    try:
+        cluster.wait_until(
+            lambda: _replicas(cluster, namespace, name) == replicas, 90, f"{replicas} replicas"
+        )
+    except TimeoutError as exc:
+        path = f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers/{name}"
+        status = cluster.request("GET", path).get("status")
+        raise AssertionError(f"{exc}; HPA status: {json.dumps(status)}") from exc
+
+
 def _records(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -250,14 +269,15 @@ def test_an_hpa_scales_a_deployment_on_an_object_metric_from_an_aggregated_serve
     with cluster.lock("apiservice-custom.metrics.k8s.io"):
         try:
             cluster.apply(apiservice)
+            cluster.wait_until(lambda: _available(cluster, apiservice), 60, "the APIService to be Available")
             cluster.wait_until(lambda: _ready_pods(cluster, namespace, "shop"), 60, "the first shop pod")
             cluster.apply(hpa)
             # 250 against a target of 100 with one ready pod: ceil(2.5 * 1) = 3.
-            cluster.wait_until(lambda: _replicas(cluster, namespace, "shop") == 3, 90, "scale up to 3")
+            _wait_for_replicas(cluster, hpa, 3)
             cluster.wait_until(lambda: len(_ready_pods(cluster, namespace, "shop")) == 3, 60, "3 ready pods")
             # 50 against 100 with three ready pods: ceil(0.5 * 3) = 2.
             metrics.write_text(json.dumps({key: "50"}))
-            cluster.wait_until(lambda: _replicas(cluster, namespace, "shop") == 2, 90, "scale down to 2")
+            _wait_for_replicas(cluster, hpa, 2)
         finally:
             try:
                 cluster.delete(hpa)
