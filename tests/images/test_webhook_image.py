@@ -52,12 +52,14 @@ def test_the_image_holds_no_package_installer_and_only_tmp_is_writable(
         "import importlib.util, json, os\n"
         "print(json.dumps({'pip': importlib.util.find_spec('pip') is not None,"
         " 'uid': os.getuid(), 'writable': [p for p in ('/', '/opt/teflon', '/etc', '/tmp', '/run')"
-        " if os.access(p, os.W_OK)]}))"
+        " if os.access(p, os.W_OK)],"
+        " 'installers': [p for p in ('/usr/local/bin/pip', '/usr/share/python-wheels')"
+        " if os.path.exists(p)]}))"
     )
     proc = podman.exec_once(webhook_image, "-c", probe, entrypoint="/opt/teflon/bin/python")
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(proc.stdout)
-    assert seen == {"pip": False, "uid": 65532, "writable": ["/tmp"]}
+    assert seen == {"pip": False, "uid": 65532, "writable": ["/tmp"], "installers": []}
 
 
 def test_the_webhook_answers_healthz_counts_an_accepted_falco_alert_and_stops_cleanly_on_sigterm(
