@@ -2,8 +2,13 @@
 # Build, export and smoke-test the teflon container images without a Docker engine.
 #
 #   scripts/images.sh build   build teflon-webhook and teflon-metrics with buildah, export OCI archives
-#   scripts/images.sh test    run the smoke tests (tests/images) against the built images with podman
+#   scripts/images.sh test    run the smoke tests (tests/images) against the built images with podman;
+#                             the metrics server's test uses the local control plane (scripts/cluster.sh)
 #   scripts/images.sh clean   remove the image storage and the exported archives
+#
+# Builds are cached in the image storage (outside the work tree, so it outlives a clone): the local
+# base by its recipe, each step by buildah's layer cache, and a whole image by the hash of its inputs.
+# OCI archives and build logs go to build/images/.
 #
 # Settings (environment): BASE_IMAGE (default: a local Debian bookworm base made with debootstrap, for
 # machines that reach no container registry), TEFLON_IMAGE_REPO, TEFLON_IMAGE_TAG, TEFLON_IMAGES_ROOT,
@@ -37,8 +42,9 @@ lock_storage() {
 ca_bundle() {
   local f
   for f in "${PIP_CERT:-}" "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.crt; do
-    if [[ -n $f && -f $f ]]; then printf '%s\n' "$f"; return; fi
+    if [[ -n $f && -f $f ]]; then printf '%s\n' "$f"; return 0; fi
   done
+  return 0
 }
 
 image_ref() { printf '%s-%s:%s\n' "$IMAGE_REPO" "$1" "$IMAGE_TAG"; }
