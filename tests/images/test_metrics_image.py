@@ -19,7 +19,7 @@ import yaml
 from harness.certs import CertificateAuthority
 from harness.cluster import Cluster
 
-from .podman import RUN_AS, Container, Podman, free_port
+from .podman import IMPORT_ALL, RUN_AS, Container, Podman, free_port
 
 pytestmark = pytest.mark.images
 
@@ -134,3 +134,9 @@ def test_the_metrics_server_answers_discovery_over_https_to_the_front_proxy_and_
                 url, headers={"X-Remote-User": "admin", "X-Remote-Group": "system:masters"}
             )
         assert spoofed.status_code == 401, spoofed.text
+
+
+def test_every_teflon_module_imports_from_what_the_image_ships(podman: Podman, metrics_image: str) -> None:
+    proc = podman.exec_once(metrics_image, "-c", IMPORT_ALL, entrypoint="/opt/teflon/bin/python")
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) > 10

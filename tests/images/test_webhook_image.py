@@ -9,9 +9,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .podman import RUN_AS, Podman, free_port
+from .podman import IMPORT_ALL, RUN_AS, Podman, free_port
 
 pytestmark = pytest.mark.images
+
 
 ALERT = Path(__file__).parents[1] / "fixtures" / "falco-alerts" / "15-docs-terminal-shell-critical-2023.json"
 
@@ -94,3 +95,9 @@ def test_the_webhook_answers_healthz_counts_an_accepted_falco_alert_and_stops_cl
 
         assert box.wait_for(counted, timeout=30, what="the alert in /metrics") == 1.0
         assert box.stop() == 0, box.logs()
+
+
+def test_every_teflon_module_imports_from_what_the_image_ships(podman: Podman, webhook_image: str) -> None:
+    proc = podman.exec_once(webhook_image, "-c", IMPORT_ALL, entrypoint="/opt/teflon/bin/python")
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) > 10
