@@ -131,7 +131,9 @@ def _status() -> dict[str, Any]:
         return {}
 
 
-def wait_ready(generation: int = 1, timeout: float = 300) -> dict[str, Any]:
+def wait_ready(
+    generation: int = 1, timeout: float = 300, alive: Callable[[], bool] | None = None
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
@@ -143,7 +145,7 @@ def wait_ready(generation: int = 1, timeout: float = 300) -> dict[str, Any]:
             raise SystemExit(
                 f"demo: the services did not start: {status.get('error')}\n  see {STATE}/supervisor.log"
             )
-        if _supervisor_pid() is None:
+        if not (alive() if alive is not None else _supervisor_pid() is not None):
             raise SystemExit(f"demo: the supervisor exited; see {STATE}/supervisor.log")
         if state != last:
             say(f"  … {state}")
@@ -192,7 +194,7 @@ def up() -> int:
         )
     PIDFILE.write_text(f"{proc.pid}\n")
     started = time.monotonic()
-    wait_ready()
+    wait_ready(alive=lambda: proc.poll() is None)
     say(f"  ✓ ready in {time.monotonic() - started:.0f}s")
     return 0
 
