@@ -6,6 +6,7 @@
 #   scripts/test.sh chart           ct lint (+ helm unittest), schema validation, helm 4, helm-docs
 #   scripts/test.sh pytest          the whole tests/ tree in one pytest run (unit and cluster tests)
 #   scripts/test.sh unit            pytest without the tests that need the local control plane
+#   scripts/test.sh images          build both container images with buildah and smoke-test them with podman
 #   scripts/test.sh CHECK...        single checks by name (see `scripts/test.sh --list`)
 #
 # Every check runs even after one fails, so one run shows every problem; the exit status is
@@ -37,7 +38,7 @@ DOCKERFILES=(Dockerfile.webhook Dockerfile.metrics)
 
 LINT_CHECKS=(ruff ruff-format mypy import-linter yamllint shellcheck hadolint actionlint)
 CHART_CHECKS=(ct-lint manifests helm4 helm-docs)
-ALL_CHECKS=("${LINT_CHECKS[@]}" "${CHART_CHECKS[@]}" pytest)
+ALL_CHECKS=("${LINT_CHECKS[@]}" "${CHART_CHECKS[@]}" pytest images)
 
 # --- checks: each is a function check_<name> that returns non-zero on failure ------------------
 # A check that has nothing to look at yet returns 100 (reported as SKIP, never as a pass).
@@ -178,8 +179,10 @@ run_pytest() {
   fi
   return "$rc"
 }
-check_pytest() { run_pytest; }
-check_unit() { run_pytest -m "not e2e and not cluster"; }
+# tests/images need the images built first; the images check runs them right after the build.
+check_pytest() { run_pytest --ignore=tests/images; }
+check_unit() { run_pytest -m "not e2e and not cluster" --ignore=tests/images; }
+check_images() { scripts/images.sh build && scripts/images.sh test; }
 
 # --- runner ------------------------------------------------------------------------------------
 declare -a SUMMARY=()

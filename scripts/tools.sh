@@ -266,7 +266,7 @@ print_versions() {
   } | awk -F'\t' '{printf "  %-20s %s\n", $1, $2}'
 }
 
-# `make lock`: regenerate both hash-locked requirement files from pyproject.toml. The venv is then
+# `make lock`: regenerate the hash-locked requirement files from pyproject.toml. The venv is then
 # re-synced by the next `make tools`, since its stamp covers requirements/dev.txt.
 lock() {
   cd "$TEFLON_ROOT"
@@ -274,6 +274,9 @@ lock() {
     -o requirements/runtime.txt
   uv pip compile pyproject.toml --group dev --python-version 3.11 --generate-hashes --no-header -q \
     -o requirements/dev.txt
+  # The wheel build backend the container images build teflon with.
+  uv pip compile requirements/build.in --python-version 3.11 --generate-hashes --no-header -q \
+    -o requirements/build.txt
 }
 
 main() {
