@@ -71,10 +71,11 @@ def _scenarios() -> list[str]:
 def test_ct_install_installs_tests_and_uninstalls_every_ci_scenario(cluster: Cluster) -> None:
     scenarios = _scenarios()
     assert scenarios, "charts/teflon/ci has no *-values.yaml scenarios"
-    for ns in SCENARIO_NAMESPACES:
-        ensure_namespace(cluster, ns)
     _install_cert_manager_crds(cluster)
     with cluster.lock(APISERVICE_LOCK):
+        # Inside the lock: `make demo-down` deletes `shop`, and a demo holds this lock while it runs.
+        for ns in SCENARIO_NAMESPACES:
+            ensure_namespace(cluster, ns)
         proc = cluster.run(
             [tool("ct"), "install", "--config", "ct.yaml", "--charts", "charts/teflon"],
             cwd=ROOT,
