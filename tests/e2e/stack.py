@@ -111,7 +111,7 @@ class ChartStack:
 
     # -- helm --------------------------------------------------------------------------------------
 
-    def helm_install(self, values: Sequence[Path], *, upgrade: bool = False, timeout: str = "120s") -> None:
+    def helm_install(self, values: Sequence[Path], *, timeout: str = "120s") -> None:
         """``helm upgrade --install`` the chart with ``values`` (no --wait: our pods stay Pending)."""
         args = ["upgrade", "--install", self.release, str(self.chart), "--namespace", self.namespace]
         args += ["--create-namespace", "--timeout", timeout]
