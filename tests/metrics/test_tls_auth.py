@@ -185,7 +185,7 @@ async def test_identity_headers_over_a_client_ca_certificate_are_ignored(pki: Pk
         resp = await c.get(server.url + DISCOVERY, headers=HEADERS)
     assert resp.status_code == 200
     user = server.access.asked[0][0]
-    assert (user.name, user.groups, user.method) == ("jane", ("devs",), "clientcert")
+    assert (user.name, user.groups, user.method) == ("jane", ("devs", "system:authenticated"), "clientcert")
 
 
 async def test_a_bearer_token_is_reviewed_and_identity_headers_ignored(pki: Pki, server: Server) -> None:

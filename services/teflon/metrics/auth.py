@@ -6,7 +6,8 @@ Authentication follows ``k8s.io/apiserver``'s delegating authenticator, in its o
    CA and whose CN is in ``requestheader-allowed-names`` (an empty list allows any CN from that CA) may
    assert a user with the configured headers (``X-Remote-User``, ``X-Remote-Group``,
    ``X-Remote-Extra-*``). On any other connection those headers are ignored, whatever they say.
-2. **Client certificate.** A certificate that chains to ``client-ca-file``: user = CN, groups = O.
+2. **Client certificate.** A certificate that chains to ``client-ca-file``: user = CN, groups = O plus
+   ``system:authenticated``.
 3. **Bearer token.** ``Authorization: Bearer`` checked with a TokenReview (answers cached 10 s).
 
 Everyone else is anonymous and refused. The CAs and header names come from the
@@ -368,7 +369,10 @@ class Authenticator:
                 cn = common_name(leaf)
                 if cn:
                     self._telemetry.auth.labels("clientcert", "ok").inc()
-                    return UserInfo(name=cn, groups=tuple(organizations(leaf)), method="clientcert")
+                    # Like the front-proxy path: k8s.io/apiserver puts every authenticated user in
+                    # system:authenticated, and RBAC bindings to that group must apply here too.
+                    groups = tuple(g for g in organizations(leaf) if g != SYSTEM_AUTHENTICATED)
+                    return UserInfo(name=cn, groups=(*groups, SYSTEM_AUTHENTICATED), method="clientcert")
         auth = headers.first(["authorization"])
         scheme, _, token = auth.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
