@@ -722,10 +722,12 @@ def main() -> int:
             if 4 in only:
                 asyncio.run(corrupt_config(cluster, stack, report, workdir))
                 stack.restart("webhook")
-            if 1 in only:
-                asyncio.run(apiserver_outage(cluster, stack, report, args.quick))
             if 2 in only:
                 asyncio.run(replica_killed(cluster, stack, report, args.quick))
+            # Last: after the API server's outage the node lifecycle controller has marked the kwok
+            # nodes' pods NotReady, and kwok does not mark them Ready again.
+            if 1 in only:
+                asyncio.run(apiserver_outage(cluster, stack, report, args.quick))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     summary = {
