@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from teflon.common.kube import JSON
-from teflon.webhook.actions import ActionResult, Outcome, PodRef
+from teflon.webhook.actions import ActionResult, Claim, Outcome, PodRef
 from teflon.webhook.alert import Alert, parse_one
 from teflon.webhook.policy import Mode, Policy, effective_mode, is_protected_namespace
 from teflon.webhook.rates import RateTracker
@@ -52,6 +52,7 @@ class RecordingCluster:
     pods: dict[tuple[str, str], JSON] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     uid_mismatches: int = 0
+    leases: dict[str, float] = field(default_factory=dict)  # claim name -> expiry on the clock
 
     def put_pod(self, namespace: str, name: str) -> None:
         self.pods[(namespace, name)] = {
@@ -101,6 +102,22 @@ class RecordingCluster:
         self, pod: PodRef, *, action: str, reason: str, note: str, warning: bool = True
     ) -> None:
         await asyncio.sleep(0)
+
+    async def claim(
+        self, pod: PodRef, action: str, *, holder: str, namespace: str, rule: str, seconds: float
+    ) -> Claim | None:
+        name = f"{action}-{pod.uid}"
+        if self.leases.get(name, -1.0) > self.clock[0]:
+            return None
+        self.leases[name] = self.clock[0] + seconds
+        await asyncio.sleep(0)
+        return Claim(namespace, name, "1")
+
+    async def release(self, claim: Claim) -> None:
+        self.leases.pop(claim.name, None)
+
+    async def sweep_claims(self, namespace: str) -> int:
+        return 0
 
     async def reachable(self) -> bool:
         return True

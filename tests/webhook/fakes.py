@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from teflon.common.kube import JSON, KubeError
-from teflon.webhook.actions import ActionResult, Outcome, PodRef
+from teflon.webhook.actions import ActionResult, Claim, Outcome, PodRef, claim_name
+
+
+@dataclass
+class FakeLease:
+    holder: str
+    acquired: float
+    seconds: float
+    version: int
+    rule: str
+
+
+@dataclass
+class FakeLeases:
+    """Claim Leases by (namespace, name), with the API server's create-or-409 and resourceVersion checks."""
+
+    clock: Callable[[], float] = time.monotonic
+    items: dict[tuple[str, str], FakeLease] = field(default_factory=dict)
+    versions: int = 0
+    failure: KubeError | None = None  # raised by every claim call while set
+
+    def expired(self, lease: FakeLease) -> bool:
+        return self.clock() >= lease.acquired + lease.seconds
+
+    def next_version(self) -> int:
+        self.versions += 1
+        return self.versions
 
 
 @dataclass
@@ -17,6 +46,8 @@ class FakeActions:
     calls: list[tuple[str, PodRef, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     outcomes: dict[str, ActionResult] = field(default_factory=dict)
+    leases: FakeLeases = field(default_factory=FakeLeases)
+    claims: list[tuple[str, str, str]] = field(default_factory=list)  # (holder, lease name, result)
     pod_gets: int = 0
     fail_pod_get: bool = False
     is_reachable: bool = True
@@ -114,6 +145,39 @@ class FakeActions:
         self, pod: PodRef, *, action: str, reason: str, note: str, warning: bool = True
     ) -> None:
         self.events.append({"pod": pod, "action": action, "reason": reason, "note": note, "warning": warning})
+
+    async def claim(
+        self, pod: PodRef, action: str, *, holder: str, namespace: str, rule: str, seconds: float
+    ) -> Claim | None:
+        book = self.leases
+        if book.failure is not None:
+            self.claims.append((holder, "", "error"))
+            raise book.failure
+        key = (namespace, claim_name(pod.uid, action))
+        existing = book.items.get(key)
+        # Yield between the read and the write, as the API round trip does: only the versions decide.
+        version = existing.version if existing is not None else None
+        await asyncio.sleep(0)
+        current = book.items.get(key)
+        if current is not None and (current.version != version or not book.expired(current)):
+            self.claims.append((holder, key[1], "held"))
+            return None
+        lease = FakeLease(holder, book.clock(), seconds, book.next_version(), rule)
+        book.items[key] = lease
+        self.claims.append((holder, key[1], "claimed"))
+        return Claim(namespace, key[1], str(lease.version))
+
+    async def release(self, claim: Claim) -> None:
+        key = (claim.namespace, claim.name)
+        lease = self.leases.items.get(key)
+        if lease is not None and str(lease.version) == claim.resource_version:
+            del self.leases.items[key]
+
+    async def sweep_claims(self, namespace: str) -> int:
+        gone = [k for k, v in self.leases.items.items() if k[0] == namespace and self.leases.expired(v)]
+        for key in gone:
+            del self.leases.items[key]
+        return len(gone)
 
     async def reachable(self) -> bool:
         return self.is_reachable

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+import secrets
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from harness.cluster import Cluster
 from teflon.common.kube import JSON, KubeClient, NotFound
 from teflon.common.wire import RateScope, Signal
 from teflon.webhook.actions import (
@@ -24,9 +26,10 @@ from teflon.webhook.actions import (
     KubeClusterActions,
     Outcome,
     PodRef,
+    claim_name,
     isolation_policy,
 )
-from teflon.webhook.alert import parse_one
+from teflon.webhook.alert import Alert, parse_one
 from teflon.webhook.policy import Policy
 from teflon.webhook.rates import RateTracker
 from teflon.webhook.responder import Responder
@@ -110,6 +113,17 @@ async def get_pod(kube: KubeClient, ref: PodRef) -> JSON | None:
 def ref_of(pod: JSON) -> PodRef:
     meta = pod["metadata"]
     return PodRef(meta["namespace"], meta["name"], meta["uid"])
+
+
+@pytest.fixture
+def home(cluster: Cluster) -> Iterator[str]:
+    """The webhook's own namespace, where its claim Leases live (a second namespace for the test)."""
+    name = f"t-home-{secrets.token_hex(4)}"
+    cluster.request(
+        "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
+    yield name
+    cluster.request("DELETE", f"/api/v1/namespaces/{name}")
 
 
 @pytest.fixture
@@ -244,7 +258,7 @@ async def test_events_are_recorded_with_a_valid_micro_time_and_the_reporting_con
 
 
 async def test_the_responder_enforces_a_policy_on_a_real_deployment_pod(
-    kube: KubeClient, namespace: str, actions: KubeClusterActions
+    kube: KubeClient, namespace: str, home: str, actions: KubeClusterActions
 ) -> None:
     pods = await create_deployment(kube, namespace, "shop", 3)
     target = pods[0]
@@ -269,7 +283,7 @@ async def test_the_responder_enforces_a_policy_on_a_real_deployment_pod(
     rates = RateTracker(max_tracked=100, ttl_seconds=900)
     responder = Responder(
         policy=lambda: policy,
-        own_namespace="teflon",
+        own_namespace=home,
         telemetry=Telemetry(registry),
         rates=rates,
         actions=actions,
@@ -333,3 +347,115 @@ async def test_an_isolation_policy_left_by_an_earlier_pod_of_the_same_name_is_re
     )
     assert policy["spec"]["podSelector"] == {"matchLabels": {ISOLATE_LABEL: ref.uid}}
     assert [o["uid"] for o in policy["metadata"]["ownerReferences"]] == [ref.uid]
+
+
+def shell_alert(namespace: str, ref: PodRef, node: str = NODE) -> Alert:
+    return parse_one(
+        {
+            "rule": "Terminal shell in container",
+            "priority": "Critical",
+            "source": "syscall",
+            "hostname": node,
+            "output_fields": {"k8s.ns.name": namespace, "k8s.pod.name": ref.name, "k8s.pod.uid": ref.uid},
+        },
+        received=datetime.now(UTC),
+    )
+
+
+async def test_two_replicas_racing_on_one_pod_label_it_exactly_once(
+    kube: KubeClient, namespace: str, home: str
+) -> None:
+    (target,) = await create_deployment(kube, namespace, "shop", replicas=1)
+    ref = ref_of(target)
+    policy = Policy.model_validate(
+        {
+            "mode": "enforce",
+            "rules": [{"name": "shells", "actions": [{"type": "label"}]}],
+        }
+    )
+    replicas = []
+    for name in ("teflon-webhook-a", "teflon-webhook-b"):
+        registry = CollectorRegistry()
+        responder = Responder(
+            policy=lambda: policy,
+            own_namespace=home,
+            telemetry=Telemetry(registry),
+            rates=RateTracker(max_tracked=100, ttl_seconds=900),
+            actions=KubeClusterActions(kube, reporting_instance=name),
+            identity=name,
+        )
+        replicas.append((name, registry, responder))
+    alert = shell_alert(namespace, ref, target["spec"]["nodeName"])
+    for _ in range(3):
+        await asyncio.gather(*(responder.handle(alert, 0.0) for _n, _r, responder in replicas))
+
+    def count(registry: CollectorRegistry, result: str) -> float:
+        labels = {"action": "label", "result": result, "mode": "enforce", "namespace": namespace}
+        return registry.get_sample_value("teflon_webhook_actions_total", labels) or 0.0
+
+    applied = {name: count(registry, "applied") for name, registry, _r in replicas}
+    assert sorted(applied.values()) == [0.0, 1.0]
+    (winner,) = [name for name, n in applied.items() if n == 1]
+    loser = next(registry for name, registry, _r in replicas if name != winner)
+    assert count(loser, "skipped") >= 1
+    assert loser.get_sample_value("teflon_webhook_skips_total", {"reason": "duplicate"}) == 1
+    lease = await kube.get(
+        f"/apis/coordination.k8s.io/v1/namespaces/{home}/leases/{claim_name(ref.uid, 'label')}"
+    )
+    assert lease["spec"]["holderIdentity"] == winner
+    assert lease["spec"]["leaseDurationSeconds"] == 300
+    assert lease["metadata"]["labels"]["teflon.io/claim"] == "true"
+    assert lease["metadata"]["annotations"]["teflon.io/pod"] == ref.name
+    events = await kube.get(f"/apis/events.k8s.io/v1/namespaces/{namespace}/events")
+    labels = [e for e in events["items"] if e["reportingController"] == REPORTING_CONTROLLER]
+    assert [(e["action"], e["reportingInstance"]) for e in labels] == [("Label", winner)]
+
+
+async def test_an_expired_claim_is_retaken_by_exactly_one_of_two_racing_replicas_and_swept(
+    kube: KubeClient, namespace: str, home: str
+) -> None:
+    ref = PodRef(namespace, "web-0", "6a1c1d0e-0000-4000-8000-000000000001")
+    fresh = PodRef(namespace, "web-1", "6a1c1d0e-0000-4000-8000-000000000002")
+    past = datetime.now(UTC) - timedelta(minutes=10)
+    earlier = KubeClusterActions(kube, reporting_instance="old", now=lambda: past)
+    assert await earlier.claim(ref, "delete", holder="old", namespace=home, rule="r", seconds=60)
+    a = KubeClusterActions(kube, reporting_instance="a")
+    b = KubeClusterActions(kube, reporting_instance="b")
+    won = await asyncio.gather(
+        a.claim(ref, "delete", holder="a", namespace=home, rule="r", seconds=60),
+        b.claim(ref, "delete", holder="b", namespace=home, rule="r", seconds=60),
+    )
+    assert sum(1 for claim in won if claim is not None) == 1
+    # Held now: neither replica, nor the one that held it before, can take it again.
+    assert await b.claim(ref, "delete", holder="b", namespace=home, rule="r", seconds=60) is None
+    assert await earlier.claim(ref, "delete", holder="old", namespace=home, rule="r", seconds=60) is None
+
+    assert await earlier.claim(fresh, "label", holder="old", namespace=home, rule="r", seconds=60)
+    assert await a.sweep_claims(home) == 1  # the expired one of "old"; the re-taken one stays
+    names = {
+        item["metadata"]["name"]
+        for item in (await kube.get(f"/apis/coordination.k8s.io/v1/namespaces/{home}/leases"))["items"]
+    }
+    assert names == {claim_name(ref.uid, "delete")}
+
+
+async def test_without_a_namespace_for_claims_the_responder_does_not_act(
+    kube: KubeClient, namespace: str
+) -> None:
+    ref = await create_pod(kube, namespace, "web-0")
+    policy = Policy.model_validate(
+        {"mode": "enforce", "allowBarePods": True, "rules": [{"name": "r", "actions": [{"type": "label"}]}]}
+    )
+    registry = CollectorRegistry()
+    responder = Responder(
+        policy=lambda: policy,
+        own_namespace=f"t-missing-{secrets.token_hex(4)}",
+        telemetry=Telemetry(registry),
+        rates=RateTracker(max_tracked=100, ttl_seconds=900),
+        actions=KubeClusterActions(kube, reporting_instance="x", backoff_seconds=0.01),
+    )
+    await responder.handle(shell_alert(namespace, ref), 0.0)
+    labels = {"action": "label", "result": "error", "mode": "enforce", "namespace": namespace}
+    assert registry.get_sample_value("teflon_webhook_actions_total", labels) == 1
+    pod = await get_pod(kube, ref)
+    assert "teflon.io/quarantined" not in ((pod or {})["metadata"].get("labels") or {})

@@ -83,6 +83,8 @@ def rig(current: Policy, fake: FakeActions | None) -> Rig:
     registry = CollectorRegistry()
     clock = FakeClock()
     rates = RateTracker(max_tracked=1000, ttl_seconds=900)
+    if fake is not None:
+        fake.leases.clock = clock  # claims expire on the same clock as the in-memory dedupe
     responder = Responder(
         policy=lambda: current,
         own_namespace="teflon",

@@ -8,12 +8,15 @@ so a replacement pod that reuses the name (StatefulSets, static pods) is never t
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
@@ -38,6 +41,9 @@ _POD_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([
 
 REPORTING_CONTROLLER = "teflon.io/webhook"
 ISOLATE_LABEL = "teflon.io/isolate"
+CLAIM_LABEL = "teflon.io/claim"
+_LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+_CLAIM_UID = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
 _T = TypeVar("_T")
 
 # Owner kinds the responder looks up, by (apiVersion, kind): the REST collection they live in.
@@ -66,6 +72,15 @@ class PodRef:
     namespace: str
     name: str
     uid: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim this replica holds on one (pod UID, action): the Lease that says so."""
+
+    namespace: str
+    name: str
+    resource_version: str
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,25 @@ class ClusterActions(Protocol):
         """Record an events.k8s.io/v1 Event about the pod. Raises ``KubeError`` on failure."""
         ...
 
+    async def claim(
+        self, pod: PodRef, action: str, *, holder: str, namespace: str, rule: str, seconds: float
+    ) -> Claim | None:
+        """Claim (pod UID, action) cluster-wide for ``seconds``, so no other replica acts on it too.
+
+        Returns the claim, or None when an unexpired claim exists already (another replica's, or an
+        earlier one of this replica). Raises ``KubeError`` when the API cannot tell: the caller must not
+        act then.
+        """
+        ...
+
+    async def release(self, claim: Claim) -> None:
+        """Give a claim back (the action changed nothing). Raises ``KubeError`` on failure."""
+        ...
+
+    async def sweep_claims(self, namespace: str) -> int:
+        """Delete expired claims in ``namespace``; how many went. Raises ``KubeError`` on failure."""
+        ...
+
     async def reachable(self) -> bool: ...
 
     async def aclose(self) -> None: ...
@@ -107,6 +141,54 @@ class ClusterActions(Protocol):
 def micro_time(when: datetime) -> str:
     """A MicroTime as the API server parses it: exactly six fractional digits, UTC, ``Z``."""
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def claim_name(pod_uid: str, action: str) -> str:
+    """The claim Lease's name: one per (pod UID, action), a DNS-1123 label of at most 55 characters."""
+    uid = pod_uid if _CLAIM_UID.fullmatch(pod_uid) else hashlib.sha256(pod_uid.encode()).hexdigest()[:40]
+    return f"teflon-{action}-{uid}"
+
+
+def claim_lease(
+    pod: PodRef, action: str, *, holder: str, namespace: str, rule: str, seconds: float, now: datetime
+) -> JSON:
+    stamp = micro_time(now)
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": claim_name(pod.uid, action),
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "teflon", CLAIM_LABEL: "true"},
+            "annotations": {
+                "teflon.io/pod-namespace": pod.namespace,
+                "teflon.io/pod": pod.name,
+                "teflon.io/pod-uid": pod.uid,
+                "teflon.io/action": action,
+                "teflon.io/rule": rule[:253],
+            },
+        },
+        "spec": {
+            "holderIdentity": holder,
+            "leaseDurationSeconds": max(1, math.ceil(seconds)),
+            "acquireTime": stamp,
+            "renewTime": stamp,
+        },
+    }
+
+
+def lease_expired(lease: JSON, now: datetime) -> bool:
+    """True once ``renewTime`` + ``leaseDurationSeconds`` has passed; a Lease without them has expired."""
+    spec = lease.get("spec") or {}
+    stamp = spec.get("renewTime") or spec.get("acquireTime")
+    try:
+        since = datetime.fromisoformat(str(stamp))
+        duration = float(spec.get("leaseDurationSeconds") or 0)
+    except ValueError:
+        return True
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return now >= since + timedelta(seconds=duration)
 
 
 def isolation_policy_name(pod_name: str) -> str:
@@ -160,7 +242,9 @@ class KubeClusterActions:
         reporting_instance: str,
         attempts: int = 4,
         backoff_seconds: float = 0.2,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._now = now
         self._kube = client
         self._instance = reporting_instance
         self._attempts = attempts
@@ -337,6 +421,77 @@ class KubeClusterActions:
             body["regarding"]["uid"] = pod.uid
         # Not retried: a lost response would make a retry write a second, duplicate Event.
         await self._kube.post(f"/apis/events.k8s.io/v1/namespaces/{pod.namespace}/events", body)
+
+    async def claim(
+        self, pod: PodRef, action: str, *, holder: str, namespace: str, rule: str, seconds: float
+    ) -> Claim | None:
+        body = claim_lease(
+            pod, action, holder=holder, namespace=namespace, rule=rule, seconds=seconds, now=self._now()
+        )
+        collection = _LEASES.format(ns=namespace)
+        path = f"{collection}/{body['metadata']['name']}"
+        try:
+            # Safe to retry: a create whose answer was lost comes back as 409, and the Lease read below
+            # then carries this very acquireTime and holder.
+            created = await self._retry(lambda: self._kube.post(collection, body))
+            return Claim(namespace, body["metadata"]["name"], str(created["metadata"]["resourceVersion"]))
+        except Conflict:
+            pass
+        try:
+            existing = await self._retry(
+                lambda: self._kube.get(path), retry_on=(Unreachable, ServerError, TooManyRequests)
+            )
+        except NotFound:
+            return None  # swept between our create and read: it was held until just now; act next time
+        spec = existing.get("spec") or {}
+        version = str(existing["metadata"]["resourceVersion"])
+        if spec.get("holderIdentity") == holder and spec.get("acquireTime") == body["spec"]["acquireTime"]:
+            return Claim(namespace, body["metadata"]["name"], version)
+        if not lease_expired(existing, self._now()):
+            return None
+        # Re-claim an expired Lease; the resourceVersion makes exactly one of several racing replicas win.
+        body["metadata"]["resourceVersion"] = version
+        try:
+            updated = await self._kube.request("PUT", path, body=body)
+        except (Conflict, NotFound):
+            return None
+        return Claim(namespace, body["metadata"]["name"], str(updated["metadata"]["resourceVersion"]))
+
+    async def release(self, claim: Claim) -> None:
+        path = f"{_LEASES.format(ns=claim.namespace)}/{claim.name}"
+        options = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "preconditions": {"resourceVersion": claim.resource_version},
+        }
+        # NotFound: gone already; Conflict: re-claimed by another replica, not ours to delete any more.
+        with contextlib.suppress(NotFound, Conflict):
+            await self._retry(lambda: self._kube.delete(path, options))
+
+    async def sweep_claims(self, namespace: str) -> int:
+        collection = _LEASES.format(ns=namespace)
+        leases = await self._retry(
+            lambda: self._kube.get(collection, params={"labelSelector": f"{CLAIM_LABEL}=true"}),
+            retry_on=(Unreachable, ServerError, TooManyRequests),
+        )
+        now = self._now()
+        deleted = 0
+        for lease in leases.get("items") or []:
+            if not lease_expired(lease, now):
+                continue
+            meta = lease["metadata"]
+            options = {
+                "apiVersion": "v1",
+                "kind": "DeleteOptions",
+                # A replica may have just re-claimed it: delete only the version judged expired.
+                "preconditions": {"resourceVersion": meta["resourceVersion"]},
+            }
+            try:
+                await self._kube.delete(f"{collection}/{meta['name']}", options)
+            except (NotFound, Conflict):
+                continue
+            deleted += 1
+        return deleted
 
     async def reachable(self) -> bool:
         try:

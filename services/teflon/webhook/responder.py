@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from teflon.common.kube import JSON, KubeError
 from teflon.common.wire import Signal
-from teflon.webhook.actions import ActionResult, ClusterActions, Outcome, PodRef
+from teflon.webhook.actions import ActionResult, Claim, ClusterActions, Outcome, PodRef
 from teflon.webhook.alert import Alert
 from teflon.webhook.guards import ActionBudget, CircuitBreaker, Deduper
 from teflon.webhook.owners import OwnerResolver, controller_ref
@@ -56,13 +56,16 @@ class Skip(StrEnum):
     NO_CLUSTER = "no_cluster"
     MIN_HEALTHY_REPLICAS = "min_healthy_replicas"
     DEDUPED = "deduped"
+    DUPLICATE = "duplicate"  # another replica (or this one, earlier) holds the cluster-wide claim
     BUDGET = "budget"
     CIRCUIT_OPEN = "circuit_open"
     LOOKUP_FAILED = "lookup_failed"
 
 
 # Results that end the rule's action list for this pod: it is gone, replaced, or the step did not happen.
-_STOP = {Outcome.GONE, Outcome.REPLACED, Outcome.BLOCKED, Outcome.FAILED}
+# ``error``: the claim could not be taken, so nothing was done and nothing after it may be.
+ERROR = "error"
+_STOP = {Outcome.GONE, Outcome.REPLACED, Outcome.BLOCKED, Outcome.FAILED, ERROR}
 
 
 def pod_ready(pod: JSON) -> bool:
@@ -118,10 +121,12 @@ class Responder:
         telemetry: Telemetry,
         rates: RateTracker,
         actions: ClusterActions | None,
+        identity: str = "teflon-webhook",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._policy = policy
         self._own_namespace = own_namespace
+        self._identity = identity
         self._telemetry = telemetry
         self._rates = rates
         self._actions = actions
@@ -230,6 +235,7 @@ class Responder:
                 workload=workload,
             )
             await self._record(decision, ref if pod is not None else None)
+            # A duplicate stops the list too: the replica holding the claim walks the rest of it.
             if decision.result in _STOP or (decision.result == "skipped" and decision.reason != Skip.DEDUPED):
                 break
 
@@ -270,14 +276,46 @@ class Responder:
         if not budget.try_take(ref.namespace):
             self.dedupe.forget(key)
             return decided("skipped", Skip.BUDGET)
-        # Counted when admitted, before the API call: concurrent workers must not all slip through
-        # while the calls that would trip the breaker are still in flight.
+        # Counted when admitted, before the claim and the API call: concurrent workers must not all
+        # slip through while the calls that would trip the breaker are still in flight.
         if breaker.record():
             await self._circuit_opened(policy, ref)
+        # Alerts about one pod reach every replica behind the Service, and the dedupe above is per
+        # replica: a Lease in our own namespace makes (pod UID, action) one action cluster-wide.
+        claim: Claim | None = None
+        failure: KubeError | None = None
+        try:
+            claim = await self._actions.claim(
+                ref,
+                action.type.value,
+                holder=self._identity,
+                namespace=self._own_namespace,
+                rule=rule.name,
+                seconds=policy.dedupe_seconds,
+            )
+        except KubeError as exc:
+            failure = exc
+        if failure is not None:
+            # Fail closed: without the claim another replica may be acting on this pod right now.
+            self.dedupe.forget(key)
+            log.error(
+                "claim not taken: not acting",
+                extra={
+                    "namespace": ref.namespace,
+                    "pod": ref.name,
+                    "pod_uid": ref.uid,
+                    "action": action.type.value,
+                    "error": str(failure),
+                },
+            )
+            return decided(ERROR, detail=f"claim Lease in {self._own_namespace}: {failure}")
+        if claim is None:
+            return decided("skipped", Skip.DUPLICATE, "another replica holds the claim")
         result = await self._call(action, ref)
         self._telemetry.action_latency.labels(action.type.value).observe(max(0.0, self._clock() - received))
         if result.outcome in (Outcome.BLOCKED, Outcome.FAILED):
             self.dedupe.forget(key)  # nothing changed: a later alert may try again
+            await self._release(claim)
         if result.outcome is Outcome.APPLIED:
             self._rates.record(
                 Signal.RESPONSES,
@@ -288,6 +326,15 @@ class Responder:
                 workload=workload,
             )
         return decided(result.outcome.value, detail=result.detail)
+
+    async def _release(self, claim: Claim) -> None:
+        if self._actions is None:  # pragma: no cover - only called with a cluster
+            return
+        try:
+            await self._actions.release(claim)
+        except KubeError as exc:
+            # The claim then simply expires: no replica retries this action before the window ends.
+            log.warning("claim not released", extra={"lease": claim.name, "error": str(exc)})
 
     async def _circuit_opened(self, policy: Policy, ref: PodRef) -> None:
         cfg = policy.circuit_breaker
@@ -400,6 +447,10 @@ class Responder:
         self._count(d)
         if d.reason == Skip.DEDUPED:
             log.debug("response deduplicated", extra=self._fields(d))
+            return
+        if d.reason == Skip.DUPLICATE:
+            # The claim holder records the decision on the pod; an Event from every replica is noise.
+            log.info("response claimed elsewhere", extra=self._fields(d))
             return
         log.info("response decided", extra=self._fields(d))
         if ref is None:

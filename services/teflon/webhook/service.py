@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -25,6 +26,9 @@ from teflon.webhook.telemetry import Telemetry
 log = logging.getLogger(__name__)
 
 _HOUSEKEEPING_SECONDS = 15.0
+# Expired claim Leases are deleted about once a minute; the jitter keeps replicas from listing together.
+_CLAIM_SWEEP_SECONDS = 60.0
+_CLAIM_SWEEP_JITTER = 15.0
 
 
 class QueueFull(Exception):
@@ -58,6 +62,7 @@ class WebhookService:
             telemetry=telemetry,
             rates=self.rates,
             actions=actions,
+            identity=settings.pod_name,
         )
         self.accepting = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -131,11 +136,33 @@ class WebhookService:
             finally:
                 self.queue.task_done()
 
+    @staticmethod
+    def _next_claim_sweep() -> float:
+        return time.monotonic() + _CLAIM_SWEEP_SECONDS + random.uniform(0.0, _CLAIM_SWEEP_JITTER)  # noqa: S311
+
+    async def sweep_claims(self) -> None:
+        """Delete expired claim Leases; only in enforce mode, which alone makes (and may manage) them."""
+        policy = self.policies.policy
+        if self.actions is None or policy is None or policy.mode is not Mode.ENFORCE:
+            return
+        try:
+            deleted = await self.actions.sweep_claims(self.settings.namespace)
+        except Exception as exc:
+            # Leftover Leases cost nothing but space, and an expired one is re-claimed anyway.
+            log.warning("claim sweep failed", extra={"error": str(exc)})
+            return
+        if deleted:
+            log.info("expired claims deleted", extra={"deleted": deleted})
+
     async def _housekeeping(self) -> None:
         next_sweep = time.monotonic() + _HOUSEKEEPING_SECONDS
+        next_claim_sweep = self._next_claim_sweep()
         while True:
             await asyncio.sleep(self.settings.policy_reload_seconds)
             self.policies.load()
+            if time.monotonic() >= next_claim_sweep:
+                await self.sweep_claims()
+                next_claim_sweep = self._next_claim_sweep()
             if time.monotonic() >= next_sweep:
                 before = self.rates.evicted_for_cap
                 dropped = self.rates.sweep()
