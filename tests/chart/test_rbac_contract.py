@@ -37,6 +37,10 @@ PER_ACTION: dict[ActionType, set[Grant]] = {
         ("networking.k8s.io", "networkpolicies", "update"),
     },
 }
+# Claims (one Lease per pod UID and action, so replicas never act twice) live in the release namespace.
+CLAIMS: set[Grant] = {
+    ("coordination.k8s.io", "leases", verb) for verb in ("get", "list", "create", "update", "delete")
+}
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "*"}
 
 
@@ -66,9 +70,30 @@ def needed(policy: Policy) -> set[Grant]:
     return out
 
 
+def needed_claims(policy: Policy) -> set[Grant]:
+    enforced = any(effective_mode(policy, rule) is Mode.ENFORCE and rule.actions for rule in policy.rules)
+    return set(CLAIMS) if enforced else set()
+
+
 def webhook_role(rendered: Rendered) -> Manifest:
     (role,) = rendered.component("ClusterRole", "webhook")
     return role
+
+
+def claim_grants(rendered: Rendered) -> set[Grant]:
+    """What the webhook's ServiceAccount gets from namespaced Roles, which must all be in NAMESPACE."""
+    account = rendered.workload("webhook")["spec"]["template"]["spec"]["serviceAccountName"]
+    out: set[Grant] = set()
+    for binding in rendered.of_kind("RoleBinding"):
+        if binding["roleRef"]["kind"] != "Role":
+            continue
+        subjects = {(s["kind"], s["name"], s.get("namespace")) for s in binding["subjects"]}
+        if ("ServiceAccount", account, NAMESPACE) not in subjects:
+            continue
+        assert binding["metadata"]["namespace"] == NAMESPACE
+        role = rendered.get("Role", binding["roleRef"]["name"], NAMESPACE)
+        out |= grants(role["rules"])
+    return out
 
 
 POLICIES: dict[str, dict[str, Any]] = {
@@ -95,12 +120,23 @@ POLICIES: dict[str, dict[str, Any]] = {
 def test_the_webhook_role_grants_exactly_what_the_scenario_policy_needs(scenario: str | None) -> None:
     rendered = render(scenario)
     assert grants(webhook_role(rendered)["rules"]) == needed(loaded_policy(rendered))
+    assert claim_grants(rendered) == needed_claims(loaded_policy(rendered))
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
 def test_the_webhook_role_grants_exactly_what_each_policy_needs(name: str) -> None:
     rendered = render(webhook={"policy": POLICIES[name]})
     assert grants(webhook_role(rendered)["rules"]) == needed(loaded_policy(rendered))
+    assert claim_grants(rendered) == needed_claims(loaded_policy(rendered))
+
+
+def test_claims_are_granted_only_in_the_release_namespace_and_only_when_enforcing() -> None:
+    assert claim_grants(render()) == set()
+    enforcing = render(webhook={"policy": {"mode": "enforce"}, "rbac": {"namespaces": ["shop"]}})
+    assert claim_grants(enforcing) == CLAIMS
+    roles = enforcing.of_kind("Role")
+    assert {r["metadata"]["namespace"] for r in roles if grants(r["rules"]) & CLAIMS} == {NAMESPACE}
+    assert not [r for r in enforcing.of_kind("ClusterRole") if grants(r["rules"]) & CLAIMS]
 
 
 def test_enforce_with_a_delete_action_adds_exactly_pods_delete() -> None:
