@@ -87,10 +87,10 @@ def chaos_section(c: dict[str, Any]) -> list[str]:
         "",
     ]
     for name, s in c["scenarios"].items():
-        out += [f"### {name[0].upper()}{name[1:]}", "", "| check | result | detail |", "| --- | --- | --- |"]
+        out += [f"### {name}", "", "| check | result | detail |", "| --- | --- | --- |"]
         for check, v in s["checks"].items():
             detail = json.dumps(v["detail"]) if not isinstance(v["detail"], str) else v["detail"]
-            detail = detail.replace("|", "\\|")[:220]
+            detail = " ".join(detail.split()).replace("|", "\\|")[:220]
             out.append(f"| {check} | {'pass' if v['ok'] else '**FAIL**'} | {detail} |")
         if s["figures"]:
             out += [
