@@ -185,7 +185,7 @@ def main() -> int:
         "```",
         "make test                 # the property tests, with everything else",
         "make fuzz                 # 100,000 cases (FUZZ_CASES=...), 10 to 25 minutes on 2 cores",
-        "make chaos                # every fault, about 8 minutes; CHAOS_ARGS=--quick for shorter windows",
+        "make chaos                # every fault, about 5 minutes; CHAOS_ARGS=--quick for shorter windows",
         "```",
         "",
     ]
