@@ -38,7 +38,16 @@ import yaml
 
 from bench.alerts import AlertMix, Target
 from bench.loadgen import percentile
-from e2e.helpers import deployment, ingest_url, ops_url, wait_ready_pods
+from e2e.helpers import (
+    DELETE_RULE,
+    LABEL_RULE,
+    deployment,
+    ingest_url,
+    ops_url,
+    unbounded_enforce_values,
+    wait_ready_pods,
+)
+from e2e.helpers import QUARANTINE_LABEL as LABEL
 from e2e.stack import ChartStack
 from harness.cluster import ROOT, ApiError, Cluster, ensure_up
 
@@ -46,57 +55,27 @@ RELEASE = "teflon"
 NAMESPACE = "teflon-bench"
 TARGETS = "bench-target"
 METRICS_NS = "bench-metrics"
-LABEL = "teflon.io/quarantined"
-LABEL_RULE = "Terminal shell in container"
-DELETE_RULE = "Fileless execution via memfd_create"
 GROUP = "/apis/custom.metrics.k8s.io/v1beta2"
 
-VALUES: dict[str, Any] = {
-    "falco": {"enabled": False},
-    "webhook": {
-        "nodeSelector": {"teflon.io/e2e-process": "true"},
-        "policyReloadSeconds": 2,
-        "policy": {
-            "mode": "enforce",
-            "minHealthyReplicas": 0,
-            "dedupeSeconds": 300,
-            "budgets": {
-                "global": {"perMinute": 6000, "burst": 1000},
-                "perNamespace": {"perMinute": 6000, "burst": 1000},
-            },
-            "circuitBreaker": {"maxActions": 100000, "windowSeconds": 60, "cooldownSeconds": 60},
-            "rules": [
-                {"name": "label-shell", "match": {"rules": [LABEL_RULE]}, "actions": [{"type": "label"}]},
-                {
-                    "name": "delete-fileless",
-                    "match": {"rules": [DELETE_RULE]},
-                    "actions": [{"type": "delete", "gracePeriodSeconds": 0}],
-                },
-            ],
-        },
+VALUES: dict[str, Any] = unbounded_enforce_values(dedupe_seconds=300)
+VALUES["metrics"]["definitions"] = [
+    {
+        "name": "bench_alerts_cached",
+        "backend": "teflon",
+        "resources": ["pods", "deployments.apps"],
+        "signal": "alerts",
+        "windowSeconds": 300,
+        "cacheSeconds": 3600,
     },
-    "metrics": {
-        "nodeSelector": {"teflon.io/e2e-process": "true"},
-        "definitions": [
-            {
-                "name": "bench_alerts_cached",
-                "backend": "teflon",
-                "resources": ["pods", "deployments.apps"],
-                "signal": "alerts",
-                "windowSeconds": 300,
-                "cacheSeconds": 3600,
-            },
-            {
-                "name": "bench_alerts_uncached",
-                "backend": "teflon",
-                "resources": ["pods", "deployments.apps"],
-                "signal": "alerts",
-                "windowSeconds": 300,
-                "cacheSeconds": 0,
-            },
-        ],
+    {
+        "name": "bench_alerts_uncached",
+        "backend": "teflon",
+        "resources": ["pods", "deployments.apps"],
+        "signal": "alerts",
+        "windowSeconds": 300,
+        "cacheSeconds": 0,
     },
-}
+]
 
 
 @contextlib.contextmanager

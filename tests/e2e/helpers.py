@@ -14,6 +14,46 @@ from harness.cluster import ApiError, Cluster
 
 IMAGE = "registry.invalid/shop/web:1.4.2"
 
+QUARANTINE_LABEL = "teflon.io/quarantined"
+LABEL_RULE = "Terminal shell in container"
+DELETE_RULE = "Fileless execution via memfd_create"
+
+
+def unbounded_enforce_values(*, dedupe_seconds: int) -> dict[str, Any]:
+    """Chart values that measure the responder itself rather than its limits.
+
+    Enforce mode with budgets and the circuit breaker far out of the way, one rule that labels
+    (``LABEL_RULE``) and one that deletes (``DELETE_RULE``), and both services run as harness
+    processes. The benchmarks and the fault injection both start from these.
+    """
+    return {
+        "falco": {"enabled": False},
+        "webhook": {
+            "nodeSelector": {"teflon.io/e2e-process": "true"},
+            "policyReloadSeconds": 2,
+            "policy": {
+                "mode": "enforce",
+                "minHealthyReplicas": 0,
+                "dedupeSeconds": dedupe_seconds,
+                "budgets": {
+                    "global": {"perMinute": 6000, "burst": 1000},
+                    "perNamespace": {"perMinute": 6000, "burst": 1000},
+                },
+                "circuitBreaker": {"maxActions": 100000, "windowSeconds": 60, "cooldownSeconds": 60},
+                "rules": [
+                    {"name": "label-shell", "match": {"rules": [LABEL_RULE]}, "actions": [{"type": "label"}]},
+                    {
+                        "name": "delete-fileless",
+                        "match": {"rules": [DELETE_RULE]},
+                        "actions": [{"type": "delete", "gracePeriodSeconds": 0}],
+                    },
+                ],
+            },
+        },
+        "metrics": {"nodeSelector": {"teflon.io/e2e-process": "true"}},
+    }
+
+
 _SUFFIXES = {
     "n": Decimal("1e-9"),
     "u": Decimal("1e-6"),

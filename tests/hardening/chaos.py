@@ -39,43 +39,26 @@ from typing import Any
 import httpx
 import yaml
 
-from e2e.helpers import deployment, ingest_url, ops_url, wait_ready_pods
+from e2e.helpers import (
+    DELETE_RULE,
+    LABEL_RULE,
+    deployment,
+    ingest_url,
+    ops_url,
+    unbounded_enforce_values,
+    wait_ready_pods,
+)
+from e2e.helpers import QUARANTINE_LABEL as LABEL
 from e2e.stack import ChartStack
 from harness.cluster import ROOT, ApiError, Cluster, CommandError, ensure_up
 
 RELEASE = "teflon"
 NAMESPACE = "teflon-chaos"
-LABEL = "teflon.io/quarantined"
-LABEL_RULE = "Terminal shell in container"
-DELETE_RULE = "Fileless execution via memfd_create"
 SHOP = "chaos-shop"
 CM = "/apis/custom.metrics.k8s.io/v1beta2"
 
 VALUES: dict[str, Any] = {
-    "falco": {"enabled": False},
-    "webhook": {
-        "nodeSelector": {"teflon.io/e2e-process": "true"},
-        "policyReloadSeconds": 2,
-        "policy": {
-            "mode": "enforce",
-            "minHealthyReplicas": 0,
-            "dedupeSeconds": 600,
-            "budgets": {
-                "global": {"perMinute": 6000, "burst": 1000},
-                "perNamespace": {"perMinute": 6000, "burst": 1000},
-            },
-            "circuitBreaker": {"maxActions": 100000, "windowSeconds": 60, "cooldownSeconds": 60},
-            "rules": [
-                {"name": "label-shell", "match": {"rules": [LABEL_RULE]}, "actions": [{"type": "label"}]},
-                {
-                    "name": "delete-fileless",
-                    "match": {"rules": [DELETE_RULE]},
-                    "actions": [{"type": "delete", "gracePeriodSeconds": 0}],
-                },
-            ],
-        },
-    },
-    "metrics": {"nodeSelector": {"teflon.io/e2e-process": "true"}},
+    **unbounded_enforce_values(dedupe_seconds=600),
     "autoscaling": {
         "targets": [
             {
