@@ -22,7 +22,7 @@ from teflon.webhook.telemetry import Telemetry
 from .clock import FakeClock
 from .conftest import make_settings
 from .fakes import FakeActions
-from .test_responder import alert, policy
+from .test_responder import actions_total, alert, policy, skips_total
 
 
 class Replica:
@@ -46,17 +46,10 @@ class Replica:
         await self.responder.handle(a, self.clock())
 
     def count(self, **labels: str) -> float:
-        return sum(
-            s.value
-            for m in self.registry.collect()
-            if m.name == "teflon_webhook_actions"
-            for s in m.samples
-            if s.name == "teflon_webhook_actions_total"
-            and all(s.labels.get(k) == v for k, v in labels.items())
-        )
+        return actions_total(self.registry, **labels)
 
     def skips(self, reason: str) -> float:
-        return self.registry.get_sample_value("teflon_webhook_skips_total", {"reason": reason}) or 0.0
+        return skips_total(self.registry, reason)
 
 
 def replicas(current: Policy, count: int = 2) -> tuple[FakeActions, FakeClock, list[Replica]]:

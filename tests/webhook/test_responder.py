@@ -53,6 +53,21 @@ def alert(namespace: str = "shop", pod: str = "web-1", **overrides: Any) -> Aler
     return parse_one(doc, received=datetime.now(UTC))
 
 
+def actions_total(registry: CollectorRegistry, **labels: str) -> float:
+    """``teflon_webhook_actions_total`` summed over the series whose labels match ``labels``."""
+    return sum(
+        s.value
+        for m in registry.collect()
+        if m.name == "teflon_webhook_actions"
+        for s in m.samples
+        if s.name == "teflon_webhook_actions_total" and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def skips_total(registry: CollectorRegistry, reason: str) -> float:
+    return registry.get_sample_value("teflon_webhook_skips_total", {"reason": reason}) or 0.0
+
+
 @dataclass
 class Rig:
     responder: Responder
@@ -66,17 +81,10 @@ class Rig:
         await self.responder.handle(a, self.clock())
 
     def actions(self, **labels: str) -> float:
-        return sum(
-            s.value
-            for m in self.registry.collect()
-            if m.name == "teflon_webhook_actions"
-            for s in m.samples
-            if s.name == "teflon_webhook_actions_total"
-            and all(s.labels.get(k) == v for k, v in labels.items())
-        )
+        return actions_total(self.registry, **labels)
 
     def skips(self, reason: str) -> float:
-        return self.registry.get_sample_value("teflon_webhook_skips_total", {"reason": reason}) or 0.0
+        return skips_total(self.registry, reason)
 
 
 def rig(current: Policy, fake: FakeActions | None) -> Rig:
