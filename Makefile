@@ -64,8 +64,9 @@ bench-metrics: ## Benchmark: p50/p99 of a pods/* custom-metrics query over 1,000
 
 # --- webhook ---
 .PHONY: bench-webhook
-bench-webhook: ## Benchmark: alerts/s, p50/p99 at fixed rates, RSS after 1M alerts over 100k pods
-	@.venv/bin/python scripts/bench_webhook.py --json build/bench-webhook.json
+bench-webhook: ## Benchmark: alerts/s, p50/p99 at fixed rates, RSS after 1M alerts over 100k pods (BENCH_ARGS=--quick)
+	@.venv/bin/python -m bench.run --only ingest --only memory $(BENCH_ARGS) --out build/bench/webhook.json
+	@.venv/bin/python -m json.tool build/bench/webhook.json
 
 # --- local control plane ---
 .PHONY: cluster-up cluster-down cluster-status
