@@ -11,16 +11,22 @@ so callers can branch on meaning (``NotFound``, ``Conflict``, ``TooManyRequests`
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import httpx
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 JSON = dict[str, Any]
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class KubeError(Exception):
@@ -79,6 +85,100 @@ _BY_STATUS: dict[int, type[KubeError]] = {
 }
 
 RETRYABLE: tuple[type[KubeError], ...] = (Unreachable, ServerError, TooManyRequests)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Which errors a repeated call may get past, for calls that are safe to repeat."""
+
+    name: str
+    retry_on: tuple[type[KubeError], ...]
+
+
+# Reads: every error a later attempt may not hit, throttling included.
+READS = RetryPolicy("reads", RETRYABLE)
+# Writes guarded by a UID or resourceVersion precondition, or by a fixed object name. A 429 is an
+# answer to a write (a PodDisruptionBudget refusing an eviction), not throttling to retry through.
+WRITES = RetryPolicy("writes", tuple(e for e in RETRYABLE if e is not TooManyRequests))
+
+
+@dataclass(frozen=True)
+class Retrier:
+    """Repeats a call with exponential backoff, ``attempts`` times at most, under a ``RetryPolicy``."""
+
+    attempts: int = 4
+    backoff_seconds: float = 0.2
+
+    async def __call__(self, call: Callable[[], Awaitable[_T]], policy: RetryPolicy) -> _T:
+        delay = self.backoff_seconds
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return await call()
+            except policy.retry_on as exc:
+                if attempt == self.attempts:
+                    raise
+                log.warning(
+                    "kubernetes call failed, retrying",
+                    extra={"error": str(exc), "attempt": attempt, "retry_policy": policy.name},
+                )
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One Kubernetes resource type: how its objects are named in REST paths."""
+
+    kind: str
+    api_version: str  # ``v1`` or ``group/version``
+    plural: str
+    namespaced: bool = True
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        """The collection path (``name`` None) or the object path, in ``namespace`` if namespaced."""
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        if self.namespaced:
+            base = f"{base}/namespaces/{namespace}"
+        return f"{base}/{self.plural}" + (f"/{name}" if name is not None else "")
+
+
+# The one table of resource paths: every Kubernetes resource teflon reads or writes, by kind.
+RESOURCES: dict[str, Resource] = {
+    r.kind: r
+    for r in (
+        Resource("Pod", "v1", "pods"),
+        Resource("Service", "v1", "services"),
+        Resource("ConfigMap", "v1", "configmaps"),
+        Resource("Namespace", "v1", "namespaces", namespaced=False),
+        Resource("Node", "v1", "nodes", namespaced=False),
+        Resource("Deployment", "apps/v1", "deployments"),
+        Resource("StatefulSet", "apps/v1", "statefulsets"),
+        Resource("DaemonSet", "apps/v1", "daemonsets"),
+        Resource("ReplicaSet", "apps/v1", "replicasets"),
+        Resource("Job", "batch/v1", "jobs"),
+        Resource("CronJob", "batch/v1", "cronjobs"),
+        Resource("Ingress", "networking.k8s.io/v1", "ingresses"),
+        Resource("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies"),
+        Resource("Lease", "coordination.k8s.io/v1", "leases"),
+        Resource("Event", "events.k8s.io/v1", "events"),
+    )
+}
+
+
+def resource_of(api_version: str, kind: str) -> Resource | None:
+    """The known resource of ``kind`` served at exactly ``api_version``, or None."""
+    found = RESOURCES.get(kind)
+    return found if found is not None and found.api_version == api_version else None
+
+
+def micro_time(when: datetime) -> str:
+    """A MicroTime as the API server parses it: exactly six fractional digits, UTC, ``Z``."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def error_for(status: int, body: JSON | None, what: str) -> KubeError:
