@@ -13,8 +13,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from teflon.common.kube import KubeClient
-from teflon.webhook.actions import KubeClusterActions
 from teflon.webhook.alert import parse_one
+from teflon.webhook.kube_actions import KubeClusterActions
 from teflon.webhook.policy import Policy
 from teflon.webhook.rates import RateTracker
 from teflon.webhook.responder import Responder

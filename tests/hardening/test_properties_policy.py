@@ -20,8 +20,10 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from teflon.common.kube import JSON
-from teflon.webhook.actions import ActionResult, Claim, Outcome, PodRef
+from teflon.webhook.actions import ActionResult, Outcome
 from teflon.webhook.alert import Alert, parse_one
+from teflon.webhook.claims import Claim
+from teflon.webhook.objects import PodRef
 from teflon.webhook.policy import Mode, Policy, effective_mode, is_protected_namespace
 from teflon.webhook.rates import RateTracker
 from teflon.webhook.responder import Responder

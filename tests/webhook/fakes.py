@@ -1,4 +1,4 @@
-"""A ``ClusterActions`` fake: pods and owners in dicts, every call recorded, outcomes scriptable."""
+"""A fake of every ``ClusterActions`` role: pods and owners in dicts, calls recorded, outcomes scriptable."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from teflon.common.kube import JSON, KubeError
-from teflon.webhook.actions import ActionResult, Claim, Outcome, PodRef, claim_name
+from teflon.webhook.actions import ActionResult, Outcome
+from teflon.webhook.claims import Claim, claim_name
+from teflon.webhook.objects import PodRef
 
 
 @dataclass

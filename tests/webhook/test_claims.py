@@ -11,8 +11,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from teflon.common.kube import Forbidden, ServerError, Unreachable
-from teflon.webhook.actions import ActionResult, Outcome, PodRef, claim_lease, claim_name, lease_expired
+from teflon.webhook.actions import ActionResult, Outcome
 from teflon.webhook.alert import Alert
+from teflon.webhook.claims import claim_lease, claim_name, lease_expired
+from teflon.webhook.objects import PodRef
 from teflon.webhook.policy import Policy
 from teflon.webhook.rates import RateTracker
 from teflon.webhook.responder import Responder

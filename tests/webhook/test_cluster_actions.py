@@ -20,16 +20,11 @@ from prometheus_client import CollectorRegistry
 from harness.cluster import Cluster
 from teflon.common.kube import JSON, KubeClient, NotFound
 from teflon.common.wire import RateScope, Signal
-from teflon.webhook.actions import (
-    ISOLATE_LABEL,
-    REPORTING_CONTROLLER,
-    KubeClusterActions,
-    Outcome,
-    PodRef,
-    claim_name,
-    isolation_policy,
-)
+from teflon.webhook.actions import ISOLATE_LABEL, Outcome, isolation_policy
 from teflon.webhook.alert import Alert, parse_one
+from teflon.webhook.claims import claim_name
+from teflon.webhook.kube_actions import REPORTING_CONTROLLER, KubeClusterActions
+from teflon.webhook.objects import PodRef
 from teflon.webhook.policy import Policy
 from teflon.webhook.rates import RateTracker
 from teflon.webhook.responder import Responder

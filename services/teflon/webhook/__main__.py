@@ -17,8 +17,9 @@ import uvicorn
 
 from teflon.common.kube import KubeClient, KubeError
 from teflon.common.logs import setup_logging
-from teflon.webhook.actions import ClusterActions, KubeClusterActions
+from teflon.webhook.actions import ClusterActions
 from teflon.webhook.app import create_app
+from teflon.webhook.kube_actions import KubeClusterActions
 from teflon.webhook.settings import Settings
 
 log = logging.getLogger("teflon.webhook")

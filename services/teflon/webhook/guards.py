@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from teflon.webhook.policy import Bucket, Budgets, CircuitBreakerConfig
+from teflon.webhook.policy import Bucket, Budgets, CircuitBreakerConfig, Policy
 
 Clock = Callable[[], float]
 
@@ -112,6 +112,39 @@ class CircuitBreaker:
             self._opened_at = now
             return True
         return False
+
+
+class Limits:
+    """The action budget and the circuit breaker of the current policy, rebuilt when a policy loads.
+
+    A new policy with the same budgets keeps the buckets' tokens, and one with the same breaker settings
+    keeps the breaker's state: reloading a file must not reset what limits enforcement.
+    """
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._policy: Policy | None = None
+        self._budget: ActionBudget | None = None
+        self._breaker: CircuitBreaker | None = None
+
+    def load(self, policy: Policy) -> tuple[ActionBudget, CircuitBreaker]:
+        """The limits for ``policy``, rebuilt where its settings differ from the last policy's."""
+        if self._budget is None or self._policy is None or self._policy.budgets != policy.budgets:
+            self._budget = ActionBudget(policy.budgets, clock=self._clock)
+        if self._breaker is None or self._breaker.cfg != policy.circuit_breaker:
+            self._breaker = CircuitBreaker(policy.circuit_breaker, clock=self._clock)
+        self._policy = policy
+        return self._budget, self._breaker
+
+    def of(self, policy: Policy) -> tuple[ActionBudget, CircuitBreaker]:
+        """The limits for ``policy``: those built when it loaded, or built now."""
+        if self._policy is policy and self._budget is not None and self._breaker is not None:
+            return self._budget, self._breaker
+        return self.load(policy)
+
+    @property
+    def circuit_open(self) -> bool:
+        return self._breaker is not None and self._breaker.open
 
 
 @dataclass

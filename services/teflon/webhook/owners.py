@@ -15,21 +15,14 @@ from collections.abc import Callable
 from typing import Any
 
 from teflon.common.kube import JSON, KubeError
-from teflon.webhook.actions import ClusterActions
+from teflon.webhook.actions import PodReader
+from teflon.webhook.objects import controller_of
 from teflon.webhook.rates import Workload
 
 log = logging.getLogger(__name__)
 
 # A ReplicaSet made by a Deployment, or a Job made by a CronJob, is reported as its parent.
 _PARENTS = {"ReplicaSet": "Deployment", "Job": "CronJob"}
-
-
-def controller_ref(obj: JSON) -> JSON | None:
-    """The ownerReference with ``controller: true``, if any."""
-    for ref in obj.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return dict(ref)
-    return None
 
 
 class _TTLCache:
@@ -58,14 +51,14 @@ class OwnerResolver:
 
     def __init__(
         self,
-        actions: ClusterActions,
+        pods: PodReader,
         *,
         ttl_seconds: float = 300.0,
         pod_ttl_seconds: float = 60.0,
         cap: int = 20_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._actions = actions
+        self._reader = pods
         self._owners = _TTLCache(ttl_seconds, cap, clock)
         self._pods = _TTLCache(pod_ttl_seconds, cap, clock)
         self._inflight: dict[tuple[str, ...], asyncio.Future[Workload | None]] = {}
@@ -75,10 +68,10 @@ class OwnerResolver:
 
     async def workload_of(self, namespace: str, pod: JSON) -> Workload | None:
         """The top-level controller of ``pod``; None for a bare pod or when it cannot be found out."""
-        ref = controller_ref(pod)
+        ref = controller_of(pod)
         if ref is None:
             return None
-        kind, name = str(ref.get("kind", "")), str(ref.get("name", ""))
+        kind, name = ref.kind, ref.name
         parent_kind = _PARENTS.get(kind)
         if parent_kind is None:
             return Workload(kind, name)
@@ -87,17 +80,17 @@ class OwnerResolver:
         if hit:
             return cached  # type: ignore[no-any-return]
         try:
-            obj = await self._actions.get_owner(namespace, str(ref.get("apiVersion", "")), kind, name)
+            obj = await self._reader.get_owner(namespace, ref.api_version, kind, name)
         except KubeError as exc:
             log.warning(
                 "owner lookup failed",
                 extra={"namespace": namespace, "kind": kind, "name": name, "error": str(exc)},
             )
             return Workload(kind, name)
-        parent = controller_ref(obj) if obj is not None else None
+        parent = controller_of(obj) if obj is not None else None
         result = (
-            Workload(parent_kind, str(parent["name"]))
-            if parent and parent.get("kind") == parent_kind
+            Workload(parent_kind, parent.name)
+            if parent and parent.kind == parent_kind
             else Workload(kind, name)
         )
         self._owners.put(key, result)
@@ -116,7 +109,7 @@ class OwnerResolver:
         self._inflight[key] = future
         result: Workload | None = None
         try:
-            pod = await self._actions.get_pod(namespace, pod_name)
+            pod = await self._reader.get_pod(namespace, pod_name)
             result = await self.workload_of(namespace, pod) if pod is not None else None
             self._pods.put(key, result)
         except KubeError as exc:

@@ -85,6 +85,7 @@ class WebhookService:
     def _policy_loaded(self, policy: Policy) -> None:
         self.telemetry.policy_loaded.set(1)
         self.telemetry.policy_enforce.set(1 if policy.mode is Mode.ENFORCE else 0)
+        self.responder.limits.load(policy)
 
     # --- ingest ---
 

@@ -1,0 +1,157 @@
+"""What the responder may do to a cluster: the roles it needs, as Protocols, and their wire bodies.
+
+The Protocols are the seam between decisions and side effects: unit tests pass a fake that records
+calls, the service passes ``teflon.webhook.kube_actions.KubeClusterActions``. Each role is small, so a
+part that needs only to read pods (``owners``) asks for a ``PodReader`` and nothing more. Every
+mutating call carries the pod's UID as a precondition, so a replacement pod that reuses the name
+(StatefulSets, static pods) is never touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, assert_never
+
+from teflon.webhook.claims import ClaimStore
+from teflon.webhook.objects import JSON, PodRef
+from teflon.webhook.policy import Action, DeleteAction, EvictAction, IsolateAction, LabelAction
+
+ISOLATE_LABEL = "teflon.io/isolate"
+
+
+class Outcome(StrEnum):
+    """What an action call did. ``gone`` (404) counts as done: the pod no longer runs."""
+
+    APPLIED = "applied"
+    GONE = "gone"
+    REPLACED = "replaced"  # the UID precondition failed: a new pod has the name now
+    BLOCKED = "blocked"  # an eviction refused by a PodDisruptionBudget
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    outcome: Outcome
+    detail: str = ""
+
+
+class PodReader(Protocol):
+    """Reads pods and their controllers. Raises ``KubeError`` only when the API cannot tell."""
+
+    async def get_pod(self, namespace: str, name: str) -> JSON | None:
+        """The pod, or None if it does not exist."""
+        ...
+
+    async def get_owner(self, namespace: str, api_version: str, kind: str, name: str) -> JSON | None:
+        """A controller object named by an ownerReference, or None when absent or of an unknown kind."""
+        ...
+
+
+class PodResponder(Protocol):
+    """The actions on one pod; expected API answers come back as an ``Outcome``, never raised."""
+
+    async def label_pod(self, pod: PodRef, labels: dict[str, str]) -> ActionResult: ...
+
+    async def isolate_pod(self, pod: PodRef) -> ActionResult: ...
+
+    async def evict_pod(self, pod: PodRef, grace_period_seconds: int | None) -> ActionResult: ...
+
+    async def delete_pod(self, pod: PodRef, grace_period_seconds: int | None) -> ActionResult: ...
+
+
+class EventRecorder(Protocol):
+    async def record_event(
+        self, pod: PodRef, *, action: str, reason: str, note: str, warning: bool = True
+    ) -> None:
+        """Record an events.k8s.io/v1 Event about the pod. Raises ``KubeError`` on failure."""
+        ...
+
+
+class ClusterActions(PodReader, PodResponder, EventRecorder, ClaimStore, Protocol):
+    """Every role on one connection, as the service wires it; plus health and shutdown."""
+
+    async def reachable(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+async def perform(responder: PodResponder, action: Action, pod: PodRef) -> ActionResult:
+    """Carry out ``action`` on ``pod``: one case per action type, and mypy fails when one is missing."""
+    match action:
+        case LabelAction():
+            return await responder.label_pod(pod, dict(action.labels))
+        case IsolateAction():
+            return await responder.isolate_pod(pod)
+        case EvictAction():
+            return await responder.evict_pod(pod, action.grace_period_seconds)
+        case DeleteAction():
+            return await responder.delete_pod(pod, action.grace_period_seconds)
+        case _:
+            assert_never(action)
+
+
+def isolation_policy_name(pod_name: str) -> str:
+    return f"teflon-isolate-{pod_name}"[:253]
+
+
+def isolation_policy(pod: PodRef) -> JSON:
+    """A deny-all NetworkPolicy for exactly this pod, owned by it so the garbage collector removes it."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": isolation_policy_name(pod.name),
+            "namespace": pod.namespace,
+            "labels": {"app.kubernetes.io/managed-by": "teflon"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": pod.name,
+                    "uid": pod.uid,
+                    "blockOwnerDeletion": False,
+                }
+            ],
+        },
+        "spec": {
+            # The UID label is set on this pod only, so the policy can never select a sibling.
+            "podSelector": {"matchLabels": {ISOLATE_LABEL: pod.uid}},
+            "policyTypes": ["Ingress", "Egress"],
+        },
+    }
+
+
+def label_patch(pod: JSON | None, uid: str, labels: dict[str, str]) -> list[JSON]:
+    """A JSON patch adding ``labels``, refused by the API server unless the pod still has ``uid``."""
+    ops: list[JSON] = [{"op": "test", "path": "/metadata/uid", "value": uid}]
+    if not (pod or {}).get("metadata", {}).get("labels"):
+        ops.append({"op": "add", "path": "/metadata/labels", "value": {}})
+    for key, value in labels.items():
+        escaped = key.replace("~", "~0").replace("/", "~1")
+        ops.append({"op": "add", "path": f"/metadata/labels/{escaped}", "value": value})
+    return ops
+
+
+def eviction(pod: PodRef, grace_period_seconds: int | None) -> JSON:
+    options: JSON = {"preconditions": {"uid": pod.uid}}
+    if grace_period_seconds is not None:
+        options["gracePeriodSeconds"] = grace_period_seconds
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": pod.name, "namespace": pod.namespace},
+        "deleteOptions": options,
+    }
+
+
+def delete_options(pod: PodRef, grace_period_seconds: int | None) -> JSON:
+    body: JSON = {
+        "apiVersion": "v1",
+        "kind": "DeleteOptions",
+        "propagationPolicy": "Background",
+        "preconditions": {"uid": pod.uid},
+    }
+    if grace_period_seconds is not None:
+        body["gracePeriodSeconds"] = grace_period_seconds
+    return body
