@@ -53,6 +53,15 @@ _EVENT = RESOURCES["Event"]
 _OWNER_KINDS = frozenset({"ReplicaSet", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"})
 
 
+def _refused(exc: KubeError, *, gone: str) -> ActionResult:
+    """What a refused UID-guarded removal means: the pod is gone, was replaced, or the call failed."""
+    if isinstance(exc, NotFound):
+        return ActionResult(Outcome.GONE, gone)
+    if isinstance(exc, Conflict):
+        return ActionResult(Outcome.REPLACED, str(exc))
+    return ActionResult(Outcome.FAILED, str(exc))
+
+
 class KubePods:
     """``PodReader``: pods and their controllers."""
 
@@ -145,24 +154,16 @@ class KubePodResponder:
             await self._retry(lambda: self._kube.post(path, body), WRITES)
         except TooManyRequests as exc:  # a PodDisruptionBudget said no
             return ActionResult(Outcome.BLOCKED, str(exc))
-        except NotFound:
-            return ActionResult(Outcome.GONE, "pod not found")
-        except Conflict as exc:
-            return ActionResult(Outcome.REPLACED, str(exc))
         except KubeError as exc:
-            return ActionResult(Outcome.FAILED, str(exc))
+            return _refused(exc, gone="pod not found")
         return ActionResult(Outcome.APPLIED, "evicted")
 
     async def delete_pod(self, pod: PodRef, grace_period_seconds: int | None) -> ActionResult:
         body = delete_options(pod, grace_period_seconds)
         try:
             await self._retry(lambda: self._kube.delete(_POD.path(pod.namespace, pod.name), body), WRITES)
-        except NotFound:
-            return ActionResult(Outcome.GONE, "pod already gone")
-        except Conflict as exc:
-            return ActionResult(Outcome.REPLACED, str(exc))
         except KubeError as exc:
-            return ActionResult(Outcome.FAILED, str(exc))
+            return _refused(exc, gone="pod already gone")
         return ActionResult(Outcome.APPLIED, "deleted")
 
 
