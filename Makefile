@@ -93,6 +93,10 @@ images-clean: ## Remove the image storage (/var/lib/teflon/containers) and build
 # --- evidence: benchmarks, fuzzing, fault injection ---
 FUZZ_CASES ?= 100000
 BENCH_ARGS ?=
+.PHONY: peers
+peers: ## Build falcosidekick and Falco Talon from their pinned release archives (cached by sha256)
+	@scripts/peers.sh falcosidekick falco-talon
+
 .PHONY: bench
 bench: tools ## Benchmarks (BENCH_ARGS=--quick|--skip-cluster): writes docs/benchmarks.md and its plots
 	@PYTHONPATH=tests .venv/bin/python -m bench.run $(BENCH_ARGS) --out build/bench/results.json
