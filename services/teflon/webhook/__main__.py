@@ -21,6 +21,7 @@ from teflon.webhook.actions import ClusterActions
 from teflon.webhook.app import create_app
 from teflon.webhook.kube_actions import KubeClusterActions
 from teflon.webhook.settings import Settings
+from teflon.webhook.stream import keepalive_listener
 
 log = logging.getLogger("teflon.webhook")
 
@@ -68,12 +69,21 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    try:
+        listener = keepalive_listener(settings.host, settings.port)
+    except OSError as exc:
+        raise SystemExit(f"cannot listen on {settings.host}:{settings.port}: {exc}") from None
     async with app.service.running():
-        tasks = [asyncio.create_task(s.serve()) for s in servers]
+        tasks = [
+            asyncio.create_task(servers[0].serve(sockets=[listener])),
+            asyncio.create_task(servers[1].serve()),
+        ]
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
         log.info("shutting down: no new alerts, draining the queue")
         # Stop ingest first; the ops server keeps answering probes and scrapes while the queue drains.
+        # Open alert streams end first (after the lines they received): uvicorn waits for every body.
+        app.streams.close()
         servers[0].should_exit = True
         await tasks[0]
         app.service.accepting = False

@@ -26,12 +26,17 @@ INTERNAL_SOURCE = "internal"
 _INTERNAL_RULE_PREFIX = "Falco internal"
 # json.loads recurses once per nesting level; no alert nests anywhere near Python's recursion limit.
 _TOO_DEEP = "invalid JSON: nested too deeply to be a Falco alert"
+_JSON_TYPES = frozenset({"", "application/json"})
+_NDJSON_TYPES = frozenset(
+    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
+)
 
 
 class RejectReason(StrEnum):
     """Why an ingest request was refused; the ``reason`` label of ``alerts_rejected_total``."""
 
     BODY_TOO_LARGE = "body_too_large"
+    LINE_TOO_LARGE = "line_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     INVALID_JSON = "invalid_json"
     INVALID_ALERT = "invalid_alert"
@@ -218,14 +223,29 @@ def decode_body(body: bytes, *, ndjson: bool = False) -> list[Any]:
             raise AlertRejected(RejectReason.INVALID_JSON, _TOO_DEEP) from None
         else:
             return doc if isinstance(doc, list) else [doc]
-    docs: list[Any] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            docs.append(json.loads(line))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise AlertRejected(RejectReason.INVALID_JSON, f"invalid JSON on line {number}: {exc}") from None
-        except RecursionError:
-            raise AlertRejected(RejectReason.INVALID_JSON, f"line {number}: {_TOO_DEEP}") from None
-    return docs
+    return [
+        decode_line(line, number) for number, line in enumerate(text.splitlines(), start=1) if line.strip()
+    ]
+
+
+def decode_line(line: bytes, number: int) -> Any:
+    """Decode one NDJSON line (``number`` counts from 1 and only names the line in errors)."""
+    try:
+        return json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AlertRejected(RejectReason.INVALID_JSON, f"invalid JSON on line {number}: {exc}") from None
+    except RecursionError:
+        raise AlertRejected(RejectReason.INVALID_JSON, f"line {number}: {_TOO_DEEP}") from None
+
+
+def is_ndjson(content_type: str) -> bool:
+    """Whether a request's ``Content-Type`` announces NDJSON; raises ``AlertRejected`` if it is not JSON."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media in _NDJSON_TYPES:
+        return True
+    if media in _JSON_TYPES or media.endswith("+json"):
+        return False
+    hint = " (set json_output: true in falco.yaml)" if media == "text/plain" else ""
+    raise AlertRejected(
+        RejectReason.UNSUPPORTED_MEDIA_TYPE, f"content type {media!r} is not accepted; send JSON alerts{hint}"
+    )

@@ -22,23 +22,20 @@ from starlette.requests import ClientDisconnect
 
 from teflon.common.wire import Priority, RateScope, RateSnapshot, Signal
 from teflon.webhook.actions import ClusterActions
-from teflon.webhook.alert import Alert, AlertRejected, RejectReason, decode_body, parse_one
+from teflon.webhook.alert import Alert, AlertRejected, RejectReason, decode_body, is_ndjson, parse_one
 from teflon.webhook.rates import WINDOWS
 from teflon.webhook.service import QueueFull, ShuttingDown, WebhookService
 from teflon.webhook.settings import Settings
+from teflon.webhook.stream import STREAM_PATH, StreamGate, stream_router
 from teflon.webhook.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
-
-_JSON_TYPES = frozenset({"", "application/json"})
-_NDJSON_TYPES = frozenset(
-    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
-)
 
 _HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 _STATUS = {
     RejectReason.BODY_TOO_LARGE: 413,
+    RejectReason.LINE_TOO_LARGE: 413,
     RejectReason.UNSUPPORTED_MEDIA_TYPE: 415,
     RejectReason.INVALID_JSON: 400,
     RejectReason.EMPTY: 400,
@@ -105,12 +102,13 @@ class RatesQuery(BaseModel):
 
 @dataclass
 class WebhookApp:
-    """What ``create_app`` builds: both ASGI apps and the service they share."""
+    """What ``create_app`` builds: both ASGI apps, the service they share and the gate of alert streams."""
 
     ingest: FastAPI
     ops: FastAPI
     service: WebhookService
     registry: CollectorRegistry
+    streams: StreamGate
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -132,15 +130,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def parse_request(body: bytes, content_type: str) -> tuple[list[Alert], list[AlertRejected]]:
     """Alerts from one request body, and the items that failed validation."""
-    media = content_type.split(";", 1)[0].strip().lower()
-    ndjson = media in _NDJSON_TYPES
-    if not (ndjson or media in _JSON_TYPES or media.endswith("+json")):
-        hint = " (set json_output: true in falco.yaml)" if media == "text/plain" else ""
-        raise AlertRejected(
-            RejectReason.UNSUPPORTED_MEDIA_TYPE,
-            f"content type {media!r} is not accepted; send JSON alerts{hint}",
-        )
-    docs = decode_body(body, ndjson=ndjson)
+    docs = decode_body(body, ndjson=is_ndjson(content_type))
     if not docs:
         raise AlertRejected(RejectReason.EMPTY, "the batch holds no alerts")
     received = datetime.now(UTC)
@@ -303,14 +293,17 @@ def create_app(
 
     ingest = FastAPI(title="teflon webhook ingest", docs_url=None, redoc_url=None, openapi_url=None)
     ingest.include_router(_ingest_router(service, settings, telemetry))
+    streams = StreamGate(settings.max_streams, telemetry)
+    ingest.include_router(stream_router(service, telemetry, streams, settings.max_body_bytes))
     _install_handlers(ingest, telemetry)
     # Request counts and latency only: the default set adds size histograms that cost time on every
-    # alert and say little about a receiver whose bodies are bounded anyway.
-    http = Instrumentator(registry=registry, should_group_status_codes=False)
+    # alert and say little about a receiver whose bodies are bounded anyway. A stream lasts as long as
+    # its sender (hours): its own counters describe it, a request latency would not.
+    http = Instrumentator(registry=registry, should_group_status_codes=False, excluded_handlers=[STREAM_PATH])
     http.add(metrics.requests(registry=registry))
     http.add(metrics.latency(buckets=_HTTP_BUCKETS, registry=registry))
     http.instrument(ingest)
 
     ops = FastAPI(title="teflon webhook ops", docs_url=None, redoc_url=None)
     ops.include_router(_ops_router(service, telemetry))
-    return WebhookApp(ingest=ingest, ops=ops, service=service, registry=registry)
+    return WebhookApp(ingest=ingest, ops=ops, service=service, registry=registry, streams=streams)

@@ -28,7 +28,12 @@ class Settings(BaseComponentSettings):
     tls_client_ca_file: Path | None = Field(
         default=None, description="when set, ingest requires client certificates signed by this CA"
     )
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="largest request body, and largest line of a stream"
+    )
+    max_streams: int = Field(
+        default=256, ge=1, description="alert streams (/v1/falco/stream) open at once; more get 503"
+    )
     queue_size: int = Field(default=10_000, ge=1)
     workers: int = Field(default=4, ge=1, le=256, description="alerts processed concurrently")
     policy_file: Path | None = Field(default=None, description="response policy YAML; unset: dry run")

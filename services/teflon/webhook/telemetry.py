@@ -79,6 +79,15 @@ class Telemetry:
             ["reason"],
             registry=registry,
         )
+        self.streams_open = Gauge(
+            "teflon_webhook_streams_open", "Alert streams (/v1/falco/stream) open now", registry=registry
+        )
+        self.streams = Counter(
+            "teflon_webhook_streams_total",
+            "Alert streams by how they ended: completed, cut (sender gone), shutdown, refused (at the limit)",
+            ["result"],
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "teflon_webhook_queue_depth", "Alerts waiting to be processed", registry=registry
         )
