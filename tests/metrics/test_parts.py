@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from harness.certs import CertificateAuthority
 from teflon.metrics.app import Components, create_ops_app
 from teflon.metrics.auth import AuthConfig, Authenticator, Authorizer, StaticAuthConfig, parse_auth_config
-from teflon.metrics.cache import TTLCache
+from teflon.metrics.cache import QueryCache
 from teflon.metrics.config import ConfigError, MetricsConfig, load_config, parse_config
 from teflon.metrics.provider import ConfiguredProvider, Unavailable
 from teflon.metrics.selectors import Selector
@@ -31,7 +31,7 @@ class Clock:
 
 
 async def test_concurrent_misses_share_one_backend_query(telemetry: Telemetry) -> None:
-    cache: TTLCache[int] = TTLCache(telemetry)
+    cache: QueryCache[int] = QueryCache(telemetry)
     calls = 0
     release = asyncio.Event()
 
@@ -53,7 +53,7 @@ async def test_concurrent_misses_share_one_backend_query(telemetry: Telemetry) -
 
 async def test_values_expire_after_their_ttl_and_failures_are_not_kept(telemetry: Telemetry) -> None:
     clock = Clock()
-    cache: TTLCache[int] = TTLCache(telemetry, clock=clock)
+    cache: QueryCache[int] = QueryCache(telemetry, clock=clock)
     answers = iter([RuntimeError("backend down"), 1, 2])
 
     async def compute() -> int:
@@ -72,7 +72,7 @@ async def test_values_expire_after_their_ttl_and_failures_are_not_kept(telemetry
 
 
 async def test_a_caller_that_goes_away_does_not_cancel_the_shared_query(telemetry: Telemetry) -> None:
-    cache: TTLCache[str] = TTLCache(telemetry)
+    cache: QueryCache[str] = QueryCache(telemetry)
     release = asyncio.Event()
 
     async def compute() -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import IntEnum, StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Priority(IntEnum):
@@ -60,6 +60,57 @@ class Signal(StrEnum):
 
     ALERTS = "alerts"
     RESPONSES = "responses"
+
+
+# The windows every webhook replica keeps counts for, in seconds; the only ones a query may ask for.
+RATE_WINDOWS: tuple[int, ...] = (60, 300)
+
+
+class RatesQuery(BaseModel):
+    """Query of ``GET /v1/rates`` (docs/design.md): parsed by the webhook, built by the metrics server."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    scope: RateScope
+    signal: Signal = Signal.ALERTS
+    window: int = RATE_WINDOWS[0]
+    namespace: str | None = None
+    kind: str | None = None
+    name: str | None = None
+    min_priority: Priority | None = Field(default=None, alias="minPriority")
+    rule: str | None = None
+
+    @field_validator("min_priority", mode="before")
+    @classmethod
+    def _priority(cls, value: object) -> object:
+        return Priority.parse(value) if isinstance(value, str) else value
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: int) -> int:
+        if value not in RATE_WINDOWS:
+            raise ValueError(f"window must be one of {', '.join(map(str, RATE_WINDOWS))} seconds")
+        return value
+
+    def params(self) -> dict[str, str]:
+        """The query as URL parameters, unset filters left out; the priority spelled as Falco does."""
+        out = {"scope": self.scope.value, "signal": self.signal.value, "window": str(self.window)}
+        for key, value in (("namespace", self.namespace), ("kind", self.kind), ("name", self.name)):
+            if value is not None:
+                out[key] = value
+        if self.min_priority is not None:
+            out["minPriority"] = self.min_priority.label
+        if self.rule is not None:
+            out["rule"] = self.rule
+        return out
+
+    def answered_by(self, snapshot: RateSnapshot) -> bool:
+        """Whether ``snapshot`` counts what this query asked for (scope, signal, window)."""
+        return (snapshot.scope, snapshot.signal, snapshot.window_seconds) == (
+            self.scope,
+            self.signal,
+            self.window,
+        )
 
 
 class RateEntry(BaseModel):

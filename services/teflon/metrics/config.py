@@ -15,12 +15,13 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from teflon.common.wire import Priority, Signal
+from teflon.common.wire import RATE_WINDOWS, Priority, Signal
 from teflon.metrics.resources import RESOURCE_TYPES
 
-#: Placeholders a PromQL template may use; each is substituted with an escaped value.
+#: Placeholders a PromQL template may use (``{{ .name }}``, matched by ``PLACEHOLDER``); each is
+#: substituted with an escaped value by ``teflon.metrics.backends.promql``.
 PLACEHOLDERS = frozenset({"namespace", "names", "selector", "window"})
-_PLACEHOLDER = re.compile(r"\{\{\s*\.([A-Za-z_]+)\s*\}\}")
+PLACEHOLDER = re.compile(r"\{\{\s*\.([A-Za-z_]+)\s*\}\}")
 _METRIC_NAME = re.compile(r"^[a-z0-9]([a-z0-9_.:-]*[a-z0-9])?$")
 
 #: The Sysdig Monitor API host of each SaaS region (Sysdig's own chart, ``monitorApiEndpoint``).
@@ -150,8 +151,9 @@ class MetricDef(_Model):
         if self.backend == "teflon":
             if self.query:
                 raise ValueError("the teflon backend takes no query")
-            if self.window_seconds not in (60, 300):
-                raise ValueError("the teflon backend keeps 60 and 300 second windows only")
+            if self.window_seconds not in RATE_WINDOWS:
+                windows = " and ".join(map(str, RATE_WINDOWS))
+                raise ValueError(f"the teflon backend keeps {windows} second windows only")
             bad = [r for r in self.resources if r not in TEFLON_RESOURCES]
             if bad:
                 raise ValueError(f"the teflon backend counts {', '.join(TEFLON_RESOURCES)}, not {bad}")
@@ -160,7 +162,7 @@ class MetricDef(_Model):
                 raise ValueError("minPriority and rule filter the teflon backend only; filter in the query")
             if not self.query:
                 raise ValueError(f"the {self.backend} backend needs a PromQL query")
-            unknown_ph = sorted(set(_PLACEHOLDER.findall(self.query)) - PLACEHOLDERS)
+            unknown_ph = sorted(set(PLACEHOLDER.findall(self.query)) - PLACEHOLDERS)
             if unknown_ph:
                 raise ValueError(
                     f"unknown placeholders {unknown_ph} in query; known: {', '.join(sorted(PLACEHOLDERS))}"

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 from teflon.metrics.backends import Backend, BackendError, InvalidMetricSelector, Series, Target
-from teflon.metrics.cache import TTLCache
+from teflon.metrics.cache import QueryCache
 from teflon.metrics.config import MetricDef, MetricsConfig
 from teflon.metrics.resources import (
     BadSelector,
@@ -125,7 +125,7 @@ class ConfiguredProvider:
         objects: ObjectLister,
         telemetry: Telemetry,
         *,
-        cache: TTLCache[object] | None = None,
+        cache: QueryCache[object] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         deadline: float = REQUEST_DEADLINE_SECONDS,
     ) -> None:
@@ -136,7 +136,7 @@ class ConfiguredProvider:
         self._backends = backends
         self._objects = objects
         self._telemetry = telemetry
-        self._cache: TTLCache[object] = cache or TTLCache(telemetry)
+        self._cache: QueryCache[object] = cache or QueryCache(telemetry)
         self._now = now
 
     def _bounded(self, compute: Callable[[], Awaitable[T]], metric: str) -> Callable[[], Awaitable[T]]:

@@ -17,13 +17,12 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator, metrics
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
-from teflon.common.wire import Priority, RateScope, RateSnapshot, Signal
+from teflon.common.wire import RateSnapshot, RatesQuery
 from teflon.webhook.actions import ClusterActions
 from teflon.webhook.alert import Alert, AlertRejected, RejectReason, decode_body, is_ndjson, parse_one
-from teflon.webhook.rates import WINDOWS
 from teflon.webhook.service import QueueFull, ShuttingDown, WebhookService
 from teflon.webhook.settings import Settings
 from teflon.webhook.stream import STREAM_PATH, StreamGate, stream_router
@@ -71,33 +70,6 @@ class BatchRejected(Exception):
     def __init__(self, errors: list[AlertRejected]) -> None:
         super().__init__(errors[0].detail)
         self.errors = errors
-
-
-class RatesQuery(BaseModel):
-    """Query of ``GET /v1/rates`` (docs/design.md)."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    scope: RateScope
-    signal: Signal = Signal.ALERTS
-    window: int = 60
-    namespace: str | None = None
-    kind: str | None = None
-    name: str | None = None
-    min_priority: Priority | None = Field(default=None, alias="minPriority")
-    rule: str | None = None
-
-    @field_validator("min_priority", mode="before")
-    @classmethod
-    def _priority(cls, value: object) -> object:
-        return Priority.parse(value) if isinstance(value, str) else value
-
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: int) -> int:
-        if value not in WINDOWS:
-            raise ValueError(f"window must be one of {', '.join(map(str, WINDOWS))} seconds")
-        return value
 
 
 @dataclass

@@ -7,13 +7,11 @@ raise hundreds of alerts a second and each one is counted against its workload.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
 
+from teflon.common.caching import SingleFlight, TTLCache
 from teflon.common.kube import JSON, KubeError
 from teflon.webhook.actions import PodReader
 from teflon.webhook.objects import controller_of
@@ -23,27 +21,6 @@ log = logging.getLogger(__name__)
 
 # A ReplicaSet made by a Deployment, or a Job made by a CronJob, is reported as its parent.
 _PARENTS = {"ReplicaSet": "Deployment", "Job": "CronJob"}
-
-
-class _TTLCache:
-    def __init__(self, ttl: float, cap: int, clock: Callable[[], float]) -> None:
-        self.ttl, self.cap, self.clock = ttl, cap, clock
-        self._data: OrderedDict[tuple[str, ...], tuple[float, Any]] = OrderedDict()
-
-    def get(self, key: tuple[str, ...]) -> tuple[bool, Any]:
-        hit = self._data.get(key)
-        if hit is None or self.clock() - hit[0] > self.ttl:
-            return False, None
-        return True, hit[1]
-
-    def put(self, key: tuple[str, ...], value: Any) -> None:
-        self._data[key] = (self.clock(), value)
-        self._data.move_to_end(key)
-        while len(self._data) > self.cap:
-            self._data.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 class OwnerResolver:
@@ -59,9 +36,11 @@ class OwnerResolver:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._reader = pods
-        self._owners = _TTLCache(ttl_seconds, cap, clock)
-        self._pods = _TTLCache(pod_ttl_seconds, cap, clock)
-        self._inflight: dict[tuple[str, ...], asyncio.Future[Workload | None]] = {}
+        self._owners: TTLCache[tuple[str, ...], Workload] = TTLCache(ttl=ttl_seconds, cap=cap, clock=clock)
+        self._pods: TTLCache[tuple[str, ...], Workload | None] = TTLCache(
+            ttl=pod_ttl_seconds, cap=cap, clock=clock
+        )
+        self._flight: SingleFlight[tuple[str, ...], Workload | None] = SingleFlight()
 
     def __len__(self) -> int:
         return len(self._owners) + len(self._pods)
@@ -78,7 +57,7 @@ class OwnerResolver:
         key = ("owner", namespace, kind, name)
         hit, cached = self._owners.get(key)
         if hit:
-            return cached  # type: ignore[no-any-return]
+            return cached
         try:
             obj = await self._reader.get_owner(namespace, ref.api_version, kind, name)
         except KubeError as exc:
@@ -101,22 +80,17 @@ class OwnerResolver:
         key = ("pod", namespace, pod_name)
         hit, cached = self._pods.get(key)
         if hit:
-            return cached  # type: ignore[no-any-return]
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Workload | None] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        result: Workload | None = None
+            return cached
+        return await self._flight.run(key, lambda: self._lookup_pod(namespace, pod_name))
+
+    async def _lookup_pod(self, namespace: str, pod_name: str) -> Workload | None:
         try:
             pod = await self._reader.get_pod(namespace, pod_name)
             result = await self.workload_of(namespace, pod) if pod is not None else None
-            self._pods.put(key, result)
         except KubeError as exc:
             log.warning(
                 "pod lookup failed", extra={"namespace": namespace, "pod": pod_name, "error": str(exc)}
             )
-        finally:
-            del self._inflight[key]
-            future.set_result(result)
+            return None  # not cached: the next alert asks again
+        self._pods.put(("pod", namespace, pod_name), result)
         return result

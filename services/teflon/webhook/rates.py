@@ -14,11 +14,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from teflon.common.wire import Priority, RateEntry, RateScope, Signal
+from teflon.common.wire import RATE_WINDOWS, Priority, RateEntry, RateScope, Signal
 
 RESOLUTION_SECONDS = 5
-WINDOWS = (60, 300)
-_KEEP_BUCKETS = max(WINDOWS) // RESOLUTION_SECONDS
+_KEEP_BUCKETS = max(RATE_WINDOWS) // RESOLUTION_SECONDS
 
 Key = tuple[RateScope, str, str, str]  # scope, namespace, kind, name
 SeriesKey = tuple[Signal, str, int]  # signal, rule, priority
@@ -124,8 +123,8 @@ class RateTracker:
         key = next(iter(self._objects))
         obj = self._drop(key)
         self.evicted_for_cap += 1
-        if now - obj.last_seen < max(WINDOWS):
-            self._incomplete_until = max(self._incomplete_until, obj.last_seen + max(WINDOWS))
+        if now - obj.last_seen < max(RATE_WINDOWS):
+            self._incomplete_until = max(self._incomplete_until, obj.last_seen + max(RATE_WINDOWS))
 
     def record(
         self,

@@ -29,11 +29,11 @@ from typing import Any
 import httpx
 
 from teflon.metrics.backends import BackendError, InvalidMetricSelector, Series
+from teflon.metrics.config import PLACEHOLDER
 from teflon.metrics.selectors import Selector
 from teflon.metrics.telemetry import Telemetry
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_PLACEHOLDER = re.compile(r"\{\{\s*\.([A-Za-z_]+)\s*\}\}")
 
 
 def promql_string(value: str) -> str:
@@ -80,7 +80,7 @@ def render_query(
     def sub(m: re.Match[str]) -> str:
         return values[m.group(1)]
 
-    return _PLACEHOLDER.sub(sub, template)
+    return PLACEHOLDER.sub(sub, template)
 
 
 def parse_vector(doc: Any) -> list[Series]:

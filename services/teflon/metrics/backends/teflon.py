@@ -20,7 +20,7 @@ import httpx
 from pydantic import ValidationError
 
 from teflon.common import kube
-from teflon.common.wire import Priority, RateScope, RateSnapshot
+from teflon.common.wire import Priority, RateScope, RateSnapshot, RatesQuery
 from teflon.metrics.backends import BackendError, InvalidMetricSelector, Series, Target
 from teflon.metrics.config import MetricDef, TeflonBackend
 from teflon.metrics.selectors import Selector
@@ -107,6 +107,13 @@ def _filters(selector: Selector, metric: MetricDef) -> dict[str, str]:
     return params
 
 
+def _query(metric: MetricDef, selector: Selector, **where: object) -> RatesQuery:
+    """The rate API query for ``metric``: its signal and window, the filters, and ``where`` it counts."""
+    return RatesQuery.model_validate(
+        {"signal": metric.signal, "window": metric.window_seconds, **_filters(selector, metric), **where}
+    )
+
+
 class TeflonRates:
     """``Backend`` over the webhook's ``GET /v1/rates`` on every replica."""
 
@@ -125,9 +132,9 @@ class TeflonRates:
             timeout=cfg.timeout_seconds, limits=httpx.Limits(max_connections=64)
         )
 
-    async def _ask(self, url: str, params: dict[str, str]) -> RateSnapshot:
+    async def _ask(self, url: str, query: RatesQuery) -> RateSnapshot:
         try:
-            resp = await self._http.get(f"{url}/v1/rates", params=params)
+            resp = await self._http.get(f"{url}/v1/rates", params=query.params())
         except httpx.HTTPError as exc:
             raise BackendError(f"webhook replica {url}: {type(exc).__name__}: {exc}") from exc
         if resp.status_code != 200:
@@ -136,20 +143,16 @@ class TeflonRates:
             snap = RateSnapshot.model_validate_json(resp.content)
         except ValidationError as exc:
             raise BackendError(f"webhook replica {url}: malformed rate snapshot: {exc}") from exc
-        if (
-            snap.scope.value != params["scope"]
-            or snap.signal.value != params["signal"]
-            or snap.window_seconds != int(params["window"])
-        ):
+        if not query.answered_by(snap):
             raise BackendError(
                 f"webhook replica {url} answered scope={snap.scope} signal={snap.signal} "
-                f"window={snap.window_seconds} for {params}"
+                f"window={snap.window_seconds} for {query.params()}"
             )
         if not snap.complete:
             log.warning("webhook replica dropped tracked objects; counts may be low", extra={"url": url})
         return snap
 
-    async def _counts(self, params: dict[str, str]) -> dict[tuple[str, str, str], int]:
+    async def _counts(self, query: RatesQuery) -> dict[tuple[str, str, str], int]:
         urls = await self._finder.replicas()
         if not urls:
             raise BackendError("no ready webhook replica to ask for alert rates")
@@ -157,7 +160,7 @@ class TeflonRates:
         try:
             async with asyncio.timeout(self._cfg.timeout_seconds), asyncio.TaskGroup() as group:
                 # a task group, not gather: the first failing replica cancels the others' queries
-                tasks = [group.create_task(self._ask(u, params)) for u in urls]
+                tasks = [group.create_task(self._ask(u, query)) for u in urls]
         except TimeoutError as exc:
             self._telemetry.backend_error("teflon", "timeout")
             raise BackendError(
@@ -181,24 +184,17 @@ class TeflonRates:
 
     async def fetch(self, metric: MetricDef, target: Target) -> dict[str, float]:
         rtype = target.rtype
-        params = {
-            "signal": metric.signal.value,
-            "window": str(metric.window_seconds),
-            **_filters(target.metric_selector, metric),
-        }
+        one = target.names[0] if len(target.names) == 1 else None
         if rtype.resource == "namespaces":
-            params["scope"] = RateScope.NAMESPACE.value
-            if len(target.names) == 1:
-                params["namespace"] = target.names[0]
+            where: dict[str, object] = {"scope": RateScope.NAMESPACE, "namespace": one}
         else:
-            params["scope"] = RateScope.POD.value if rtype.kind == "Pod" else RateScope.WORKLOAD.value
-            if target.namespace is not None:
-                params["namespace"] = target.namespace
-            if rtype.kind != "Pod":
-                params["kind"] = rtype.kind
-            if len(target.names) == 1:
-                params["name"] = target.names[0]
-        counts = await self._counts(params)
+            where = {
+                "scope": RateScope.POD if rtype.kind == "Pod" else RateScope.WORKLOAD,
+                "namespace": target.namespace,
+                "kind": None if rtype.kind == "Pod" else rtype.kind,
+                "name": one,
+            }
+        counts = await self._counts(_query(metric, target.metric_selector, **where))
         wanted = set(target.names)
         per_object: dict[str, int] = {}
         for (ns, kind, name), count in counts.items():
@@ -213,14 +209,7 @@ class TeflonRates:
         return {name: count * 60.0 / metric.window_seconds for name, count in per_object.items()}
 
     async def fetch_external(self, metric: MetricDef, namespace: str, selector: Selector) -> list[Series]:
-        params = {
-            "scope": RateScope.NAMESPACE.value,
-            "signal": metric.signal.value,
-            "window": str(metric.window_seconds),
-            "namespace": namespace,
-            **_filters(selector, metric),
-        }
-        counts = await self._counts(params)
+        counts = await self._counts(_query(metric, selector, scope=RateScope.NAMESPACE, namespace=namespace))
         total = sum(c for (ns, kind, name), c in counts.items() if kind == "Namespace" and name == namespace)
         return [Series({"namespace": namespace}, total * 60.0 / metric.window_seconds)]
 
