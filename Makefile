@@ -60,7 +60,7 @@ demo: ## Run the whole loop on a local control plane
 # --- metrics ---
 .PHONY: bench-metrics
 bench-metrics: ## Benchmark: p50/p99 of a pods/* custom-metrics query over 1,000 pods, cached and uncached
-	@.venv/bin/python scripts/bench_metrics.py
+	@.venv/bin/python -m bench.metrics
 
 # --- webhook ---
 .PHONY: bench-webhook
@@ -99,14 +99,14 @@ peers: ## Build falcosidekick and Falco Talon from their pinned release archives
 
 .PHONY: bench
 bench: tools ## Benchmarks (BENCH_ARGS=--quick|--skip-cluster): writes docs/benchmarks.md and its plots
-	@PYTHONPATH=tests .venv/bin/python -m bench.run $(BENCH_ARGS) --out build/bench/results.json
+	@.venv/bin/python -m bench.run $(BENCH_ARGS) --out build/bench/results.json
 	@.venv/bin/python -m bench.report --results build/bench/results.json
 
 .PHONY: fuzz
 fuzz: ## Fuzz the webhook's HTTP API (FUZZ_CASES=100000); summary in docs/hardening/fuzz.json
-	@cd tests && ../.venv/bin/python -m hardening.fuzz_ingest --cases $(FUZZ_CASES) --out ../docs/hardening/fuzz.json
-	@cd tests && ../.venv/bin/python -m hardening.fuzz_wire --out ../docs/hardening/fuzz-wire.json
-	@cd tests && ../.venv/bin/python -m hardening.report
+	@.venv/bin/python -m hardening.fuzz_ingest --cases $(FUZZ_CASES) --out docs/hardening/fuzz.json
+	@.venv/bin/python -m hardening.fuzz_wire --out docs/hardening/fuzz-wire.json
+	@.venv/bin/python -m hardening.report
 
 # Not `scripts/cluster.sh down`: that also removes the host's unreachable routes, which a second
 # cluster on this machine (.cluster) still relies on.
@@ -122,8 +122,8 @@ evidence-cluster-down: ## Stop the control plane make bench/chaos started (build
 CHAOS_ARGS ?=
 .PHONY: chaos
 chaos: tools ## Fault injection on a local control plane of its own (CHAOS_ARGS=--quick); docs/hardening.md
-	@cd tests && status=0 && ../.venv/bin/python -m hardening.chaos $(CHAOS_ARGS) --out ../docs/hardening/chaos.json \
-		|| status=$$?; ../.venv/bin/python -m hardening.report; exit $$status
+	@status=0 && .venv/bin/python -m hardening.chaos $(CHAOS_ARGS) --out docs/hardening/chaos.json \
+		|| status=$$?; .venv/bin/python -m hardening.report; exit $$status
 
 # --- end to end: the whole loop on the local control plane, and the demo ---
 .PHONY: e2e demo-down
@@ -131,4 +131,4 @@ e2e: tools ## End-to-end suite (pytest -m e2e): ct install, upgrade, alerts -> r
 	@pytest -m e2e $(PYTEST_ARGS)
 
 demo-down: ## Stop the demo's services, uninstall its release, delete its namespaces (the cluster keeps running)
-	@.venv/bin/python scripts/demo/run.py down
+	@.venv/bin/python -m scripts.demo down

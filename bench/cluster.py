@@ -1,7 +1,7 @@
 """Benchmarks on the real local control plane (``scripts/cluster.sh``), with the chart installed.
 
 The chart's webhook and metrics server run as real processes behind the chart's own Services
-(``tests/e2e/stack.py``), so the API calls, the kube-aggregator and the RBAC are the real ones.
+(``tests/harness/stack.py``), so the API calls, the kube-aggregator and the RBAC are the real ones.
 
 * ``reaction``: an alert posted to a webhook replica, to the Kubernetes API call completed, seen on a
   watch of the pods: the ``teflon.io/quarantined`` label appearing (label) or the pod getting its
@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import ssl
-import statistics
 import sys
 import tempfile
 import time
@@ -37,19 +36,21 @@ import httpx
 import yaml
 
 from bench.alerts import AlertMix, Target
-from bench.loadgen import percentile
-from e2e.helpers import (
+from tests.harness.cluster import ROOT, ApiError, Cluster, ensure_up
+from tests.harness.prom import metric_sum
+from tests.harness.stack import ChartStack
+from tests.harness.stats import percentile
+from tests.harness.workloads import (
     DELETE_RULE,
     LABEL_RULE,
     deployment,
+    ensure_namespace,
     ingest_url,
     ops_url,
     unbounded_enforce_values,
     wait_ready_pods,
 )
-from e2e.helpers import QUARANTINE_LABEL as LABEL
-from e2e.stack import ChartStack
-from harness.cluster import ROOT, ApiError, Cluster, ensure_up
+from tests.harness.workloads import QUARANTINE_LABEL as LABEL
 
 RELEASE = "teflon"
 NAMESPACE = "teflon-bench"
@@ -84,20 +85,6 @@ def evidence_cluster() -> Iterator[Cluster]:
     os.environ.setdefault("TEFLON_CLUSTER_STATE", str(ROOT / "build" / "evidence-cluster"))
     print(f"bench: local control plane in {os.environ['TEFLON_CLUSTER_STATE']}", file=sys.stderr, flush=True)
     yield ensure_up(timeout=900)
-
-
-def ensure_namespace(cluster: Cluster, name: str) -> None:
-    with contextlib.suppress(ApiError):
-        cluster.request(
-            "POST",
-            "/api/v1/namespaces",
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
-        )
-    cluster.wait_until(
-        lambda: cluster.request("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default"),
-        60,
-        f"namespace {name}",
-    )
 
 
 def apply_deployment(cluster: Cluster, name: str, namespace: str, replicas: int) -> None:
@@ -183,13 +170,8 @@ class PodWatch:
 
 
 def histogram_mean(text: str, action: str) -> tuple[float, float]:
-    total = count = 0.0
-    for line in text.splitlines():
-        if line.startswith("teflon_webhook_action_latency_seconds_sum") and f'action="{action}"' in line:
-            total += float(line.rsplit(" ", 1)[1])
-        if line.startswith("teflon_webhook_action_latency_seconds_count") and f'action="{action}"' in line:
-            count += float(line.rsplit(" ", 1)[1])
-    return total, count
+    name = "teflon_webhook_action_latency_seconds"
+    return metric_sum(text, f"{name}_sum", action=action), metric_sum(text, f"{name}_count", action=action)
 
 
 async def reaction(cluster: Cluster, stack: ChartStack, samples: int, rounds: int) -> dict[str, Any]:
@@ -225,7 +207,7 @@ async def reaction(cluster: Cluster, stack: ChartStack, samples: int, rounds: in
                 round_values[action].append((seen - sent) * 1000)
             for action, values in round_values.items():
                 results[action] += values
-                per_round[action].append(statistics.median(values))
+                per_round[action].append(percentile(values, 50))
         text = (await http.get(f"{ops_url(stack, 'webhook', 0)}/metrics")).text
     out: dict[str, Any] = {}
     for action, values in results.items():
@@ -233,9 +215,9 @@ async def reaction(cluster: Cluster, stack: ChartStack, samples: int, rounds: in
         total0, count0 = server_before[action]
         out[action] = {
             "samples": len(values),
-            "p50_ms": percentile(values, 0.5),
-            "p90_ms": percentile(values, 0.9),
-            "p99_ms": percentile(values, 0.99),
+            "p50_ms": percentile(values, 50),
+            "p90_ms": percentile(values, 90),
+            "p99_ms": percentile(values, 99),
             "max_ms": max(values),
             "round_medians_ms": per_round[action],
             "server_mean_ms": (total - total0) / max(1.0, count - count0) * 1000,
@@ -297,13 +279,13 @@ async def custom_metrics(
                         raise RuntimeError(f"{path}: {resp.status_code} {resp.text[:300]}")
                 items[name] = len(resp.json().get("items", []))
                 values[name] += this
-                round_medians[name].append(statistics.median(this))
+                round_medians[name].append(percentile(this, 50))
     return {
         name: {
             "requests": len(v),
             "items": items[name],
-            "p50_ms": percentile(v, 0.5),
-            "p99_ms": percentile(v, 0.99),
+            "p50_ms": percentile(v, 50),
+            "p99_ms": percentile(v, 99),
             "round_medians_ms": round_medians[name],
         }
         for name, v in values.items()

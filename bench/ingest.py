@@ -23,16 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.alerts import AlertMix
-from bench.loadgen import Connection, closed_loop, get_text, metric_sum, open_loop, percentile
+from bench.loadgen import Connection, closed_loop, get_text, open_loop
+from tests.harness.ports import free_port
+from tests.harness.prom import metric_sum, series
+from tests.harness.stats import percentile
 
 HOST = "127.0.0.1"
 PATH = b"/v1/falco"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -143,8 +140,8 @@ async def latency(p: Process, mix: AlertMix, rate: int, seconds: float) -> dict[
     return {
         "rate": rate,
         "achieved_rate": out.sent / out.seconds,
-        "p50_ms": percentile(out.latencies_ms, 0.50),
-        "p99_ms": percentile(out.latencies_ms, 0.99),
+        "p50_ms": percentile(out.latencies_ms, 50),
+        "p99_ms": percentile(out.latencies_ms, 99),
         "max_ms": max(out.latencies_ms),
         "non_202": out.errors,
     }
@@ -189,5 +186,5 @@ async def memory(
         "rss_after_mib": p.rss_mib(),
         "tracked_pods": metric_sum(text, "teflon_webhook_rate_tracked_objects", scope="pod"),
         "queue_full_retries": retries,
-        "metric_series": sum(1 for line in text.splitlines() if line and not line.startswith("#")),
+        "metric_series": series(text),
     }

@@ -68,29 +68,6 @@ async def get_text(host: str, port: int, path: str) -> str:
     return body.decode()
 
 
-def metric_sum(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` (exact name) whose labels include ``labels``, from exposition text."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        key, value = line.rsplit(" ", 1)
-        metric = key.split("{", 1)[0]
-        if metric != name:
-            continue
-        if labels and not all(f'{k}="{v}"' in key for k, v in labels.items()):
-            continue
-        total += float(value)
-    return total
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 @dataclass
 class Outcome:
     sent: int = 0

@@ -152,6 +152,8 @@ def write(results: dict[str, Any]) -> None:
     lines += [
         f"- {results['rounds']} interleaved rounds{' (quick mode)' if results['quick'] else ''}; each figure is "
         "the median over rounds unless it says otherwise",
+        "- percentiles (p50, p90, p99) interpolate linearly between the two nearest samples, NumPy's default "
+        "(`tests/harness/stats.py`, the one definition every published figure uses)",
         "- every load goes to 127.0.0.1 or to the network namespaces the harness creates",
         "",
         *peer_section(results["peers"]),

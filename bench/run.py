@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import yaml
 from bench import ingest
 from bench.alerts import AlertMix
 from bench.peers import PEERS
+from tests.harness.stats import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 RATES = [100, 500, 1000, 2000]
@@ -48,13 +48,13 @@ def shapes(workdir: Path) -> dict[str, dict[str, str]]:
 
 
 def median_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Field-wise median of numeric fields over rounds (other fields from the first round)."""
+    """Field-wise median (``percentile(..., 50)``) of numeric fields over rounds (others from round one)."""
     out: dict[str, Any] = dict(rows[0])
     for key, value in rows[0].items():
         if isinstance(value, bool):
             out[key] = all(r[key] for r in rows)
         elif isinstance(value, int | float):
-            out[key] = statistics.median(float(r[key]) for r in rows)
+            out[key] = percentile([float(r[key]) for r in rows], 50)
     out["rounds"] = len(rows)
     return out
 
@@ -153,7 +153,7 @@ def main() -> int:
         if "memory" in only:
             results["memory"] = asyncio.run(memory_run(args, workdir))
         if "cluster" in only:
-            from bench import cluster  # noqa: PLC0415 - needs the test harness (PYTHONPATH=tests)
+            from bench import cluster  # noqa: PLC0415 - only with a control plane (scripts/cluster.sh)
 
             results["cluster"] = cluster.run(args)
     results["seconds"] = round(time.monotonic() - started, 1)

@@ -25,7 +25,7 @@ KUBE_NEWEST=1.37
 # The oldest minor, unless the chart's kubeVersion (">=1.NN...") says otherwise.
 KUBE_OLDEST_DEFAULT=1.30
 # Custom resources the chart may render whose schemas are not built into Kubernetes; every other
-# kind must validate against the Kubernetes API schema (scripts/validate-manifests.py).
+# kind must validate against the Kubernetes API schema (scripts/validate_manifests.py).
 CUSTOM_RESOURCES=(
   monitoring.coreos.com/v1/ServiceMonitor
   monitoring.coreos.com/v1/PodMonitor
@@ -46,7 +46,7 @@ SKIP=100
 
 check_ruff() { ruff check .; }
 check_ruff-format() { ruff format --check .; }
-check_mypy() { mypy --strict && mypy --strict scripts/*.py; }
+check_mypy() { mypy --strict; }
 check_import-linter() { lint-imports; }
 check_yamllint() { yamllint --strict -c .yamllint .; }
 
@@ -132,7 +132,7 @@ check_manifests() {
         rc=1
         continue
       fi
-      python scripts/validate-manifests.py --quiet --kubernetes-version "$kube" "${skip[@]}" - <<<"$manifests" || rc=1
+      python -m scripts.validate_manifests --quiet --kubernetes-version "$kube" "${skip[@]}" - <<<"$manifests" || rc=1
     done
   done
   return "$rc"

@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from harness.cluster import ApiError, Cluster, ClusterError, ensure_up, is_running, stop
 from teflon.common.kube import KubeClient
+from tests.harness.cluster import ApiError, Cluster, ClusterError, ensure_up, is_running, stop
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.cluster import ApiError, Cluster, CommandError
+from tests.harness.cluster import ApiError, Cluster, CommandError
 
 from .rendering import CHART
 

@@ -46,7 +46,7 @@ def _container_port(workload: Manifest, target: str | int) -> int:
 
 
 def _service_port(service: Manifest, port: int) -> Manifest:
-    matches = [p for p in service["spec"]["ports"] if p["port"] == port]
+    matches: list[Manifest] = [p for p in service["spec"]["ports"] if p["port"] == port]
     assert matches, f"Service {service['metadata']['name']} has no port {port}"
     return matches[0]
 

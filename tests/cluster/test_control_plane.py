@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from harness import testserver
-from harness.certs import CertificateAuthority
-from harness.cluster import Cluster, NetnsService
 from teflon.common.kube import KubeClient
+from tests.harness import testserver
+from tests.harness.certs import CertificateAuthority
+from tests.harness.cluster import Cluster, NetnsService
 
 pytestmark = pytest.mark.cluster
 

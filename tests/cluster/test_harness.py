@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import signal
 import subprocess
 import sys
@@ -14,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import Cluster
-from harness.netns import OWNERS, SUBNET, NetNamespace
+from tests.harness.cluster import ROOT, Cluster
+from tests.harness.netns import OWNERS, SUBNET, NetNamespace
 
 pytestmark = pytest.mark.cluster
 
@@ -55,11 +54,10 @@ def test_a_namespace_gives_a_server_its_own_address_and_the_api_server_its_loopb
 
 
 def test_the_namespace_of_a_killed_test_process_is_reaped_with_its_servers() -> None:
-    harness_dir = Path(__file__).resolve().parents[1]
     script = textwrap.dedent(
         """
         import sys, time
-        from harness.netns import NetNamespace
+        from tests.harness.netns import NetNamespace
         ns = NetNamespace()
         server = ns.run(["sleep", "600"])
         print(ns.name, server.pid, flush=True)
@@ -70,7 +68,7 @@ def test_the_namespace_of_a_killed_test_process_is_reaped_with_its_servers() -> 
         [sys.executable, "-c", script],
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(harness_dir)},
+        cwd=ROOT,
     )
     assert owner.stdout is not None
     name, server_pid = owner.stdout.readline().split()

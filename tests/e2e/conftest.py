@@ -2,9 +2,10 @@
 
 ``stack`` (module) installs ``charts/teflon`` as release ``teflon`` in namespace ``teflon-e2e`` with
 ``values/processes.yaml`` + ``values/e2e.yaml`` and runs its webhook and metrics server
-(``e2e.stack.ChartStack``). It holds the machine-wide lock on ``custom.metrics.k8s.io`` for its whole
-life, since only one server may own those APIServices. ``policy_mode("enforce")`` switches the policy
-with a ``helm upgrade`` (the webhook processes roll like pods do) and is a no-op when already there.
+(``tests.harness.stack.ChartStack``). It holds the machine-wide lock on ``custom.metrics.k8s.io``
+for its whole life, since only one server may own those APIServices. ``policy_mode("enforce")``
+switches the policy with a ``helm upgrade`` (the webhook processes roll like pods do) and is a no-op
+when already there.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from e2e.stack import ChartStack
-from harness.cluster import ApiError, Cluster
+from tests.harness.cluster import Cluster
+from tests.harness.stack import ChartStack
+from tests.harness.workloads import ensure_namespace
 
 NAMESPACE = "teflon-e2e"
 RELEASE = "teflon"
@@ -27,23 +29,6 @@ VALUES = Path(__file__).parent / "values"
 BASE_VALUES = [VALUES / "processes.yaml", VALUES / "e2e.yaml"]
 MODES = {"dryRun": BASE_VALUES, "enforce": [*BASE_VALUES, VALUES / "enforce.yaml"]}
 APISERVICE_LOCK = "apiservice-custom.metrics.k8s.io"
-
-
-def ensure_namespace(cluster: Cluster, name: str) -> None:
-    try:
-        cluster.request(
-            "POST",
-            "/api/v1/namespaces",
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
-        )
-    except ApiError as exc:
-        if exc.status != 409:
-            raise
-    cluster.wait_until(
-        lambda: cluster.request("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default"),
-        timeout=30,
-        what=f"the default ServiceAccount in {name}",
-    )
 
 
 @pytest.fixture(scope="module")

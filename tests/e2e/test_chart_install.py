@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.conftest import APISERVICE_LOCK, ensure_namespace
-from harness.cluster import ROOT, ApiError, Cluster, tool
+from tests.e2e.conftest import APISERVICE_LOCK
+from tests.harness.cluster import ROOT, ApiError, Cluster, tool
+from tests.harness.workloads import ensure_namespace
 
 pytestmark = pytest.mark.e2e
 

@@ -18,9 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from e2e import falco
-from e2e.conftest import SHOP
-from e2e.helpers import (
+from tests.e2e.conftest import SHOP
+from tests.harness import falco
+from tests.harness.cluster import ApiError, Cluster
+from tests.harness.stack import ChartStack
+from tests.harness.workloads import (
     custom_metric,
     deployment,
     events,
@@ -32,8 +34,6 @@ from e2e.helpers import (
     samples,
     wait_ready_pods,
 )
-from e2e.stack import ChartStack
-from harness.cluster import ApiError, Cluster
 
 pytestmark = pytest.mark.e2e
 

@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 
 from teflon.webhook.alert import Alert, AlertRejected, RejectReason, decode_body, parse_one
 from teflon.webhook.app import parse_request
-
-from .strategies import JSON_VALUES, alert_docs, bodies
+from tests.harness.strategies import JSON_VALUES, alert_docs, bodies
 
 RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)
 _T = TypeVar("_T")

@@ -60,8 +60,8 @@ from typing import IO, Any, TypeVar
 import httpx
 import yaml
 
-from harness.netns import NetNamespace
 from teflon.common.kube import KubeClient
+from tests.harness.netns import NetNamespace
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "cluster.sh"

@@ -16,8 +16,8 @@ import httpx
 import pytest
 import yaml
 
-from harness.certs import CertificateAuthority
-from harness.cluster import Cluster
+from tests.harness.certs import CertificateAuthority
+from tests.harness.cluster import Cluster
 
 from .podman import IMPORT_ALL, RUN_AS, Container, Podman, free_port
 

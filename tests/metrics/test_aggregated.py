@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.certs import CertificateAuthority
-from harness.cluster import Cluster, CommandError, NetnsService
+from tests.harness.certs import CertificateAuthority
+from tests.harness.cluster import Cluster, CommandError, NetnsService
 
 from .webhooks import alert
 

@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from harness.certs import CertificateAuthority
-from harness.cluster import Cluster
 from teflon.common.kube import KubeClient
 from teflon.metrics.app import Components, create_app
 from teflon.metrics.auth import (
@@ -32,6 +30,8 @@ from teflon.metrics.resources import KubeObjects
 from teflon.metrics.settings import Settings
 from teflon.metrics.telemetry import Telemetry
 from teflon.metrics.tls import ServerTLS
+from tests.harness.certs import CertificateAuthority
+from tests.harness.cluster import Cluster
 
 from .fakes import FakeBackend
 from .tlsserver import client, serve_https

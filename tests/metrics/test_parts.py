@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from pydantic import ValidationError
 
-from harness.certs import CertificateAuthority
 from teflon.metrics.app import Components, create_ops_app
 from teflon.metrics.auth import AuthConfig, Authenticator, Authorizer, StaticAuthConfig, parse_auth_config
 from teflon.metrics.cache import QueryCache
@@ -18,6 +18,7 @@ from teflon.metrics.provider import ConfiguredProvider, Unavailable
 from teflon.metrics.selectors import Selector
 from teflon.metrics.settings import Settings
 from teflon.metrics.telemetry import Telemetry
+from tests.harness.certs import CertificateAuthority
 
 from .fakes import FakeAccess, FakeObjects, FakeTokens
 
@@ -54,7 +55,7 @@ async def test_concurrent_misses_share_one_backend_query(telemetry: Telemetry) -
 async def test_values_expire_after_their_ttl_and_failures_are_not_kept(telemetry: Telemetry) -> None:
     clock = Clock()
     cache: QueryCache[int] = QueryCache(telemetry, clock=clock)
-    answers = iter([RuntimeError("backend down"), 1, 2])
+    answers: Iterator[Exception | int] = iter([RuntimeError("backend down"), 1, 2])
 
     async def compute() -> int:
         answer = next(answers)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from harness.certs import CertificateAuthority
+from tests.harness.certs import CertificateAuthority
 
 from .webhooks import free_port
 

@@ -198,7 +198,8 @@ async def test_a_silent_backend_times_out_as_an_error(telemetry: Telemetry) -> N
         listener.listen()
         port = listener.getsockname()[1]
         backend = prometheus_backend(
-            PrometheusBackend(url=f"http://127.0.0.1:{port}", timeoutSeconds=0.3), telemetry
+            PrometheusBackend.model_validate({"url": f"http://127.0.0.1:{port}", "timeoutSeconds": 0.3}),
+            telemetry,
         )
         started = time.monotonic()
         try:
@@ -219,8 +220,12 @@ async def test_bearer_token_file_and_headers_are_sent(tmp_path: Path, telemetry:
     token = tmp_path / "token"
     token.write_text("s3cret\n")
     backend = prometheus_backend(
-        PrometheusBackend(
-            url="http://prom.example:9090", bearerTokenFile=str(token), headers={"X-Scope-OrgID": "team-a"}
+        PrometheusBackend.model_validate(
+            {
+                "url": "http://prom.example:9090",
+                "bearerTokenFile": str(token),
+                "headers": {"X-Scope-OrgID": "team-a"},
+            }
         ),
         telemetry,
         http=httpx.AsyncClient(transport=httpx.MockTransport(answer)),

@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from harness.certs import CertificateAuthority
 from teflon.metrics.app import Components, create_app
 from teflon.metrics.auth import AuthConfig, Authenticator, Authorizer, UserInfo
 from teflon.metrics.config import parse_config
@@ -29,6 +28,7 @@ from teflon.metrics.provider import ConfiguredProvider
 from teflon.metrics.settings import Settings
 from teflon.metrics.telemetry import Telemetry
 from teflon.metrics.tls import ServerTLS, _WithTLS, verify_client_chain
+from tests.harness.certs import CertificateAuthority
 
 from .fakes import FakeAccess, FakeBackend, FakeObjects, FakeTokens
 from .tlsserver import client, serve_https

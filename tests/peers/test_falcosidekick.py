@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from teflon.common.wire import Priority
-from webhook.conftest import CONSTRUCTED_ALERTS, REAL_ALERTS, make_settings
-from webhook.fakes import FakeActions
+from tests.webhook.conftest import CONSTRUCTED_ALERTS, REAL_ALERTS, make_settings
+from tests.webhook.fakes import FakeActions
 
 from .conftest import Sidekick, StartSidekick, StartTeflon, Teflon
 

@@ -1,4 +1,4 @@
-"""scripts/validate-manifests.py: the schema gate `make test` puts every rendered chart scenario through.
+"""scripts/validate_manifests.py: the schema gate `make test` puts every rendered chart scenario through.
 
 kubernetes-validate alone passes a manifest whose kind it has no schema for, so these tests pin the
 wrapper's stricter rules: a missing schema in a built-in group fails, a custom resource fails unless
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "validate-manifests.py"
+ROOT = Path(__file__).resolve().parents[2]
 
 CONFIGMAP = """
 apiVersion: v1
@@ -52,7 +52,8 @@ spec: {minAvailable: 1}
 
 def validate(manifests: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args, "-"],
+        [sys.executable, "-m", "scripts.validate_manifests", *args, "-"],
+        cwd=ROOT,
         input=manifests,
         capture_output=True,
         text=True,

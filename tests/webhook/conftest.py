@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from teflon.webhook.app import WebhookApp, create_app
 from teflon.webhook.settings import Settings
+from tests.harness.ports import free_port
 
 from .fakes import FakeActions
 
@@ -88,12 +88,6 @@ async def start_app() -> AsyncIterator[StartApp]:
         await ingest.aclose()
         await ops.aclose()
         await app.service.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Webhook:

@@ -17,7 +17,6 @@ from typing import TypeVar
 import pytest
 from prometheus_client import CollectorRegistry
 
-from harness.cluster import Cluster
 from teflon.common.kube import JSON, KubeClient, NotFound
 from teflon.common.wire import RateScope, Signal
 from teflon.webhook.actions import ISOLATE_LABEL, Outcome, isolation_policy
@@ -29,6 +28,7 @@ from teflon.webhook.policy import Policy
 from teflon.webhook.rates import RateTracker
 from teflon.webhook.responder import Responder
 from teflon.webhook.telemetry import Telemetry
+from tests.harness.cluster import Cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -174,7 +174,7 @@ async def test_eviction_blocked_by_a_pod_disruption_budget_is_reported_as_blocke
     async def observed() -> bool:
         pdb = await kube.get(f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/guarded")
         status = pdb.get("status", {})
-        return (
+        return bool(
             status.get("observedGeneration") == pdb["metadata"]["generation"]
             and status.get("currentHealthy") == 1
         )
@@ -316,12 +316,12 @@ async def test_a_pod_replaced_between_read_and_patch_is_reported_as_replaced(
     reads: list[str] = []
     real_get_pod = actions.get_pod
 
-    async def racing_get_pod(ns: str, name: str) -> JSON | None:
+    async def racing_get_pod(namespace: str, name: str) -> JSON | None:
         # The first read happened before the swap; the API server's UID `test` must catch it.
         reads.append(name)
-        return stale_read if len(reads) == 1 else await real_get_pod(ns, name)
+        return stale_read if len(reads) == 1 else await real_get_pod(namespace, name)
 
-    actions.get_pod = racing_get_pod  # type: ignore[method-assign]
+    actions.get_pod = racing_get_pod
     result = await actions.label_pod(old, {"teflon.io/quarantined": "true"})
     assert result.outcome is Outcome.REPLACED
     assert len(reads) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -135,7 +136,7 @@ async def test_bad_input_gets_a_clear_4xx_json_error_a_counter_and_one_log_line(
         if r.name.startswith("teflon.webhook") and r.getMessage() == "alert rejected"
     ]
     assert len(lines) == 1
-    assert lines[0].reason == reason
+    assert lines[0].__dict__["reason"] == reason
     assert app.app.service.queue.qsize() == 0
 
 
@@ -151,7 +152,7 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_parsed(start_app: S
 async def test_a_chunked_body_over_the_limit_is_refused_while_reading(start_app: StartApp) -> None:
     app = await start_app(make_settings(max_body_bytes=4096))
 
-    async def chunks():  # no Content-Length: the limit must hold while streaming
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit must hold while streaming
         for _ in range(10):
             yield b"x" * 1000
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.certs import CertificateAuthority
+from tests.harness.certs import CertificateAuthority
 
-from .conftest import REAL_ALERTS
+from .conftest import REAL_ALERTS, RunWebhook
 
 SHELL = (REAL_ALERTS[0].parent / "11-terminal-shell-2024-thread-fields-tags.json").read_bytes()
 
 
-def test_without_any_cluster_the_webhook_accepts_alerts_and_reports_them(run_webhook) -> None:
+def test_without_any_cluster_the_webhook_accepts_alerts_and_reports_them(run_webhook: RunWebhook) -> None:
     hook = run_webhook()
     url = f"http://127.0.0.1:{hook.port}"
     for path in ("/v1/falco", "/"):
@@ -40,7 +40,7 @@ def test_without_any_cluster_the_webhook_accepts_alerts_and_reports_them(run_web
     assert any(line.get("msg") == "queue drained" for line in logs)
 
 
-def test_sigterm_drains_queued_alerts_before_exiting(run_webhook) -> None:
+def test_sigterm_drains_queued_alerts_before_exiting(run_webhook: RunWebhook) -> None:
     hook = run_webhook(TEFLON_WEBHOOK_WORKERS="1")
     batch = b"\n".join([SHELL] * 500)
     resp = httpx.post(
@@ -51,11 +51,13 @@ def test_sigterm_drains_queued_alerts_before_exiting(run_webhook) -> None:
     assert resp.json()["accepted"] == 500
     code, logs = hook.stop()
     assert code == 0
-    assert not any(line.get("msg", "").startswith("drain timed out") for line in logs)
+    assert not any(str(line.get("msg", "")).startswith("drain timed out") for line in logs)
     assert any(line.get("msg") == "queue drained" for line in logs)
 
 
-def test_with_a_client_ca_ingest_requires_a_client_certificate(run_webhook, tmp_path: Path) -> None:
+def test_with_a_client_ca_ingest_requires_a_client_certificate(
+    run_webhook: RunWebhook, tmp_path: Path
+) -> None:
     ca = CertificateAuthority.create("teflon-test-ca")
     ca_pair = ca.write(tmp_path / "ca")
     server = ca.issue(tmp_path / "server", "teflon-webhook", dns_names=["localhost"], ips=["127.0.0.1"])

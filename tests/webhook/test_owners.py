@@ -44,9 +44,14 @@ def owner(kind: str, name: str, parent: tuple[str, str, str] | None = None) -> d
         (None, {}, None),
     ],
 )
-async def test_pods_resolve_to_their_top_level_workload(pod_owner, owners, expected) -> None:
+async def test_pods_resolve_to_their_top_level_workload(
+    pod_owner: tuple[str, str, str] | None,
+    owners: dict[str, tuple[str, str, str] | None],
+    expected: Workload | None,
+) -> None:
     fake = FakeActions()
     for name, parent in owners.items():
+        assert pod_owner is not None, "owners only come with a pod that has an owner"
         kind = pod_owner[1]
         fake.add_owner("ns", kind, name, owner(kind, name, parent))
     fake.add_pod("ns", "p", owner=pod_owner)

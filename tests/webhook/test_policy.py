@@ -274,7 +274,9 @@ def test_an_invalid_new_policy_keeps_the_old_one_and_reports_one_error(tmp_path:
     assert errors == ["PolicyError"]
     _write(path, "mode: dryRun", 3_000)
     assert store.load() is True
-    assert store.policy.mode is Mode.DRY_RUN
+    reloaded = store.policy  # a new read: the load above replaced it
+    assert reloaded is not None
+    assert reloaded.mode is Mode.DRY_RUN
 
 
 def test_a_missing_policy_file_at_startup_leaves_no_policy_and_an_error(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from teflon.common.wire import RateScope, Signal
 from teflon.webhook.actions import ActionResult, Outcome
 from teflon.webhook.alert import Alert, parse_one
+from teflon.webhook.objects import PodRef
 from teflon.webhook.policy import Policy
 from teflon.webhook.rates import RateTracker
 from teflon.webhook.responder import Responder
@@ -410,7 +411,8 @@ async def test_concurrent_workers_cannot_slip_past_the_circuit_breaker() -> None
     slow = asyncio.Event()
     label = fake.label_pod
 
-    async def slow_label(pod, labels):  # every call is in flight while the others are decided
+    # every call is in flight while the others are decided
+    async def slow_label(pod: PodRef, labels: dict[str, str]) -> ActionResult:
         await slow.wait()
         return await label(pod, labels)
 

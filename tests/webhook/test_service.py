@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from teflon.common.wire import RateSnapshot
@@ -22,7 +23,7 @@ rules:
 """
 
 
-async def eventually(predicate) -> None:
+async def eventually(predicate: Callable[[], bool]) -> None:
     """Poll ``predicate`` for up to five seconds (the policy reload loop runs every 50 ms here)."""
     for _ in range(500):
         if predicate():
@@ -142,7 +143,7 @@ async def test_a_policy_change_on_disk_is_picked_up_and_a_bad_one_is_ignored(
     policy.write_text("mode: {{ broken")
     await eventually(lambda: app.metric("teflon_webhook_policy_reload_errors_total") == 1)
     assert service.policy() is not None
-    assert service.policy().mode.value == "enforce"  # type: ignore[union-attr]
+    assert service.policy().mode.value == "enforce"
 
 
 async def test_stopping_drains_queued_alerts_and_refuses_new_ones(start_app: StartApp) -> None:

@@ -1,12 +1,12 @@
 """``make demo``: teflon's whole loop on the local control plane, narrated in the terminal.
 
-    run.py up       install the chart and start its services (a background supervisor), wait until ready
-    run.py attack   deploy the storefront, replay an attack in dry run, then enforced; live progress
-    run.py down     stop the services, uninstall the chart, delete the demo's namespaces
-    run.py serve    the supervisor itself (started by ``up``)
+    python -m scripts.demo up       install the chart and start its services (a background supervisor)
+    python -m scripts.demo attack   deploy the storefront, replay an attack in dry run, then enforced
+    python -m scripts.demo down     stop the services, uninstall the chart, delete the demo's namespaces
+    python -m scripts.demo serve    the supervisor itself (started by ``up``)
 
 The supervisor runs the chart's webhook and metrics server as real processes behind the chart's
-Services (``tests/e2e/stack.py``), holding the machine-wide lock on ``custom.metrics.k8s.io``, and
+Services (``tests/harness/stack.py``), holding the machine-wide lock on ``custom.metrics.k8s.io``, and
 restarts them when their Deployment changes, as a rollout would. It keeps running after the demo so
 the aggregated API can be explored; ``make demo-down`` stops it.
 """
@@ -26,17 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.harness import falco
+from tests.harness.cluster import ApiError, Cluster, CommandError
+from tests.harness.stack import ChartStack
+from tests.harness.workloads import deployment, quantity, ready_pods
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "tests")]
-
-import httpx  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-
-from e2e import falco  # noqa: E402
-from e2e.helpers import deployment, quantity, ready_pods  # noqa: E402
-from e2e.stack import ChartStack  # noqa: E402
-from harness.cluster import ApiError, Cluster, CommandError  # noqa: E402
-
 NAMESPACE = "teflon-demo"
 RELEASE = "teflon"
 SHOP = "shop"
@@ -121,7 +119,7 @@ def _supervisor_pid() -> int | None:
     except (OSError, ValueError):
         return None
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    return pid if b"serve" in cmdline and any(b"run.py" in a for a in cmdline) else None
+    return pid if b"serve" in cmdline and b"scripts.demo" in cmdline else None
 
 
 def _status() -> dict[str, Any]:
@@ -185,7 +183,7 @@ def up() -> int:
     say("  (webhook and metrics server run as real processes behind the chart's Services)")
     with (STATE / "supervisor.log").open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "serve"],
+            [sys.executable, "-m", "scripts.demo", "serve"],
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,

@@ -1,7 +1,7 @@
 # ruff: noqa: E501 - the page's prose is kept one source line per rendered line
 """Write docs/hardening.md from the last ``make fuzz`` and ``make chaos`` summaries.
 
-cd tests && python -m hardening.report
+python -m hardening.report
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "hardening.md"
 DATA = ROOT / "docs" / "hardening"
 
@@ -42,7 +42,7 @@ def fuzz_section(f: dict[str, Any]) -> list[str]:
     out = [
         "## Fuzzing the HTTP API (`make fuzz`)",
         "",
-        "`tests/hardening/fuzz_ingest.py` sends requests to the real ingest and ops apps that `create_app`",
+        "`hardening/fuzz_ingest.py` sends requests to the real ingest and ops apps that `create_app`",
         "builds, called in process as ASGI apps (bodies split into up to three chunks, as from a socket),",
         "with an enforce policy whose rule matches every alert, so the responder runs on everything that is",
         "accepted. Hypothesis generates the first requests (every alert fixture as a seed with any field",
@@ -80,9 +80,9 @@ def chaos_section(c: dict[str, Any]) -> list[str]:
     out = [
         "## Fault injection (`make chaos`)",
         "",
-        "`tests/hardening/chaos.py` installs the chart in enforce mode on a local control plane of its own",
+        "`hardening/chaos.py` installs the chart in enforce mode on a local control plane of its own",
         "(`build/evidence-cluster`), with the webhook and metrics server as real processes behind the chart's",
-        "Services and RBAC (`tests/e2e/stack.py`), and injects each fault while teflon works.",
+        "Services and RBAC (`tests/harness/stack.py`), and injects each fault while teflon works.",
         f"**{passed} of {c['checks']} checks passed** in {c['seconds']:,.0f} s.",
         "",
     ]
@@ -139,7 +139,7 @@ def main() -> int:
         lines += [
             "### On the wire",
             "",
-            "`tests/hardening/fuzz_wire.py` sends raw bytes over TCP to a real `python -m teflon.webhook` on",
+            "`hardening/fuzz_wire.py` sends raw bytes over TCP to a real `python -m teflon.webhook` on",
             "127.0.0.1, so uvicorn's HTTP parsing is in the path: lying, negative, huge and duplicate",
             "Content-Length, broken chunked encoding, bad request lines, methods and header names, oversized",
             "headers, pipelined, truncated and LF-only requests, random bytes; the client half-closes after",

@@ -1,6 +1,6 @@
 """``make fuzz``: drive the webhook's HTTP API with generated requests and check every answer.
 
-    cd tests && python -m hardening.fuzz_ingest --cases 100000 --out ../docs/hardening/fuzz.json
+    python -m hardening.fuzz_ingest --cases 100000 --out docs/hardening/fuzz.json
 
 Requests go to the real ingest and ops apps that ``create_app`` builds, called in process as ASGI
 apps (the body arrives in one to three chunks, as from a socket), with a policy whose rule matches every
@@ -40,8 +40,7 @@ from prometheus_client import Counter as PromCounter
 
 from teflon.webhook.app import create_app
 from teflon.webhook.settings import Settings
-
-from .strategies import JSON_VALUES, bodies
+from tests.harness.strategies import JSON_VALUES, bodies
 
 INGEST_PATHS = ("/v1/falco", "/")
 REJECT_STATUSES = {400, 413, 415, 422}

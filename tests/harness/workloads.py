@@ -1,4 +1,6 @@
-"""Small helpers shared by the end-to-end tests and the demo: workloads, pods, quantities, counters."""
+"""Workloads on the local control plane for the end-to-end tests, benchmarks, fault injection and the
+demo: namespaces, Deployments, their ready pods, quantities, the chart's URLs and counters.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
-from e2e.stack import ChartStack
-from harness.cluster import ApiError, Cluster
+from tests.harness.cluster import ApiError, Cluster
+from tests.harness.prom import metric_sum
+from tests.harness.stack import ChartStack
 
 IMAGE = "registry.invalid/shop/web:1.4.2"
 
@@ -73,6 +75,24 @@ def quantity(text: str) -> float:
         if suffix and text.endswith(suffix):
             return float(Decimal(text[: -len(suffix)]) * _SUFFIXES[suffix])
     return float(Decimal(text))
+
+
+def ensure_namespace(cluster: Cluster, name: str, timeout: float = 60) -> None:
+    """Namespace ``name`` exists (created unless it did) and has its default ServiceAccount."""
+    try:
+        cluster.request(
+            "POST",
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+        )
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+    cluster.wait_until(
+        lambda: cluster.request("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default"),
+        timeout,
+        f"the default ServiceAccount in {name}",
+    )
 
 
 def deployment(name: str, namespace: str, replicas: int) -> dict[str, Any]:
@@ -160,10 +180,7 @@ def samples(stack: ChartStack, metric: str, replicas: list[int] | None = None, *
     indices = replicas if replicas is not None else list(range(len(stack.pods["webhook"])))
     for i in indices:
         text = httpx.get(f"{ops_url(stack, 'webhook', i)}/metrics", timeout=5).text
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                if s.name == metric and all(s.labels.get(k) == v for k, v in labels.items()):
-                    total += s.value
+        total += metric_sum(text, metric, **labels)
     return total
 
 

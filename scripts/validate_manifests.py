@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Validate rendered Kubernetes manifests against the API schemas of one Kubernetes version.
 
 kubernetes-validate only warns and exits 0 when it has no schema for a kind, so a template that
@@ -8,7 +7,7 @@ schema, and on every custom resource that is not listed with --skip, so skipping
 written down in the caller, never a silent default.
 
 Usage:
-  helm template ... | scripts/validate-manifests.py --kubernetes-version 1.30 \\
+  helm template ... | python -m scripts.validate_manifests --kubernetes-version 1.30 \\
       --skip monitoring.coreos.com/v1/ServiceMonitor -
 """
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: latency of a ``pods/*`` custom-metrics query over 1,000 pods, from cache and uncached.
 
 Everything runs on 127.0.0.1: the metrics API app served by uvicorn over HTTPS with the certificate-aware
@@ -9,7 +8,7 @@ the server (TLS, authentication, routing, replica fan-out, summing, shaping 1,00
 server. Access reviews are answered in memory. Client and server share one event loop; the figures
 include the client's own work.
 
-    make bench-metrics            # or: .venv/bin/python scripts/bench_metrics.py [--requests N]
+    make bench-metrics            # or: .venv/bin/python -m bench.metrics [--requests N]
 """
 
 from __future__ import annotations
@@ -19,19 +18,14 @@ import asyncio
 import json
 import socket
 import ssl
-import statistics
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry
@@ -46,6 +40,8 @@ from teflon.metrics.resources import ResourceType
 from teflon.metrics.settings import Settings
 from teflon.metrics.telemetry import Telemetry
 from teflon.metrics.tls import ServerTLS, https_config
+from tests.harness.certs import CertificateAuthority
+from tests.harness.stats import percentile
 
 PODS = 1000
 NAMESPACE = "bench"
@@ -56,67 +52,6 @@ metrics:
   - {name: falco_alerts_per_minute, backend: teflon, resources: [pods], cacheSeconds: 3600}
   - {name: falco_alerts_per_minute_uncached, backend: teflon, resources: [pods], cacheSeconds: 0}
 """
-
-
-class Pki:
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-
-    def ca(self, cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-        now = datetime.now(UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=1))
-            .not_valid_after(now + timedelta(hours=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        return cert, key
-
-    def leaf(
-        self, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], cn: str, *, server: bool
-    ) -> tuple[Path, Path]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.now(UTC)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(ca[0].subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=1))
-            .not_valid_after(now + timedelta(hours=1))
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-        )
-        if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
-            )
-        cert = builder.sign(ca[1], hashes.SHA256())
-        cert_file, key_file = self.tmp / f"{cn}.crt", self.tmp / f"{cn}.key"
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-        return cert_file, key_file
-
-    def write_ca(self, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], name: str) -> Path:
-        path = self.tmp / f"{name}.crt"
-        path.write_bytes(ca[0].public_bytes(serialization.Encoding.PEM))
-        return path
 
 
 class MemoryPods:
@@ -179,12 +114,6 @@ def bound() -> socket.socket:
     return sock
 
 
-def percentile(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    k = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
-    return ordered[k]
-
-
 async def measure(client: httpx.AsyncClient, url: str, n: int, headers: dict[str, str]) -> list[float]:
     for _ in range(10):  # warm up connections, caches of the code paths
         (await client.get(url, headers=headers)).raise_for_status()
@@ -201,13 +130,16 @@ async def measure(client: httpx.AsyncClient, url: str, n: int, headers: dict[str
 
 async def main(requests: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp_dir:
-        pki = Pki(Path(tmp_dir))
-        serving_ca, front_ca = pki.ca("bench-serving-ca"), pki.ca("bench-front-proxy-ca")
-        serving = pki.leaf(serving_ca, "localhost", server=True)
-        fp_cert, fp_key = pki.leaf(front_ca, "front-proxy-client", server=False)
-        server_tls = ServerTLS(str(serving[0]), str(serving[1]))
+        tmp = Path(tmp_dir)
+        serving_ca = CertificateAuthority.create("bench-serving-ca")
+        front_ca = CertificateAuthority.create("bench-front-proxy-ca")
+        serving = serving_ca.issue(tmp / "localhost", "localhost", dns_names=["localhost"])
+        front_proxy = front_ca.issue(
+            tmp / "front-proxy-client", "front-proxy-client", server=False, client=True
+        )
+        server_tls = ServerTLS(str(serving.cert_file), str(serving.key_file))
         auth = AuthConfig(
-            requestheader_cas=(front_ca[0],),
+            requestheader_cas=(front_ca.cert,),
             allowed_names=("front-proxy-client",),
             username_headers=("x-remote-user",),
             group_headers=("x-remote-group",),
@@ -244,8 +176,8 @@ async def main(requests: int) -> dict[str, Any]:
             access_log=False,
         )
         api, api_task = await start(api_cfg, sock)
-        ctx = ssl.create_default_context(cafile=str(pki.write_ca(serving_ca, "serving-ca")))
-        ctx.load_cert_chain(str(fp_cert), str(fp_key))
+        ctx = ssl.create_default_context(cadata=serving_ca.cert_pem.decode())
+        ctx.load_cert_chain(front_proxy.cert_file, front_proxy.key_file)
         base = f"https://localhost:{sock.getsockname()[1]}/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}"
         headers = {"X-Remote-User": "system:serviceaccount:kube-system:horizontal-pod-autoscaler"}
         results: dict[str, Any] = {"pods": PODS, "requests": requests}
@@ -258,7 +190,7 @@ async def main(requests: int) -> dict[str, Any]:
                     client, f"{base}/pods/*/{metric}?labelSelector=app%3Dweb", requests, headers
                 )
                 results[mode] = {
-                    "p50_ms": round(statistics.median(samples), 2),
+                    "p50_ms": round(percentile(samples, 50), 2),
                     "p99_ms": round(percentile(samples, 99), 2),
                     "max_ms": round(max(samples), 2),
                 }

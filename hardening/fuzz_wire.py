@@ -1,7 +1,7 @@
 # ruff: noqa: PLR0915 - one linear script: start, drive, check, report
 """``make fuzz`` (second part): malformed HTTP on the wire to a real ``python -m teflon.webhook``.
 
-    cd tests && python -m hardening.fuzz_wire --cases 5000 --out ../docs/hardening/fuzz-wire.json
+    python -m hardening.fuzz_wire --cases 5000 --out docs/hardening/fuzz-wire.json
 
 The in-process fuzzer (``fuzz_ingest``) starts at the ASGI boundary; this one sends raw bytes over
 TCP to 127.0.0.1, so uvicorn's own HTTP parsing is in the path: lying or duplicate Content-Length,

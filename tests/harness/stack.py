@@ -42,8 +42,8 @@ from typing import Any
 import httpx
 import yaml
 
-from harness.cluster import ROOT, ApiError, Cluster
-from harness.netns import SUBNET, NetNamespace
+from tests.harness.cluster import ROOT, ApiError, Cluster
+from tests.harness.netns import SUBNET, NetNamespace
 
 CHART = ROOT / "charts" / "teflon"
 #: The node selector (in tests/e2e/values/processes.yaml) that keeps the chart's own pods Pending.

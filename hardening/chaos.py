@@ -1,10 +1,10 @@
 """``make chaos``: faults injected into the real local control plane while teflon works.
 
-    cd tests && python -m hardening.chaos [--out ../docs/hardening/chaos.json]
+    python -m hardening.chaos [--quick] [--out docs/hardening/chaos.json]
 
 The chart is installed in enforce mode on a cluster of its own (``build/evidence-cluster`` unless
 TEFLON_CLUSTER_STATE says otherwise; its kube-apiserver is stopped on purpose, so never one other work
-is using), with its webhook and metrics server as real processes (``tests/e2e/stack.py``). Faults:
+is using), with its webhook and metrics server as real processes (``tests/harness/stack.py``). Faults:
 
 1. kube-apiserver stopped (SIGTERM) and started again by ``scripts/cluster.sh``'s own functions during
    an alert flood: the webhook keeps answering 202, every decision it logged as applied is in the
@@ -39,18 +39,19 @@ from typing import Any
 import httpx
 import yaml
 
-from e2e.helpers import (
+from tests.harness.cluster import ROOT, ApiError, Cluster, CommandError, ensure_up
+from tests.harness.stack import ChartStack
+from tests.harness.workloads import (
     DELETE_RULE,
     LABEL_RULE,
     deployment,
+    ensure_namespace,
     ingest_url,
     ops_url,
     unbounded_enforce_values,
     wait_ready_pods,
 )
-from e2e.helpers import QUARANTINE_LABEL as LABEL
-from e2e.stack import ChartStack
-from harness.cluster import ROOT, ApiError, Cluster, CommandError, ensure_up
+from tests.harness.workloads import QUARANTINE_LABEL as LABEL
 
 RELEASE = "teflon"
 NAMESPACE = "teflon-chaos"
@@ -128,20 +129,6 @@ def stop_apiserver() -> None:
 
 def start_apiserver() -> None:
     cluster_sh("start_apiserver")
-
-
-def ensure_namespace(cluster: Cluster, name: str) -> None:
-    with contextlib.suppress(ApiError):
-        cluster.request(
-            "POST",
-            "/api/v1/namespaces",
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
-        )
-    cluster.wait_until(
-        lambda: cluster.request("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default"),
-        60,
-        f"namespace {name}",
-    )
 
 
 def fresh_namespace(cluster: Cluster, name: str) -> None:
@@ -396,7 +383,8 @@ async def replica_killed(cluster: Cluster, stack: ChartStack, report: Report, qu
         async with httpx.AsyncClient(timeout=10) as http:
             senders = [asyncio.create_task(send(http, r, batch[r::2])) for r in (0, 1)]
             await asyncio.sleep(0.5)
-            assert victim.proc is not None
+            if victim.proc is None:
+                raise RuntimeError("the webhook replica to stop has no process")
             if signal_name == "SIGKILL":
                 victim.proc.kill()
             else:
