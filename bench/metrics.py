@@ -37,7 +37,6 @@ from teflon.metrics.backends.teflon import StaticReplicas, TeflonRates
 from teflon.metrics.config import parse_config
 from teflon.metrics.provider import ConfiguredProvider
 from teflon.metrics.resources import ResourceType
-from teflon.metrics.settings import Settings
 from teflon.metrics.telemetry import Telemetry
 from teflon.metrics.tls import ServerTLS, https_config
 from tests.harness.certs import CertificateAuthority
@@ -168,7 +167,7 @@ async def main(requests: int) -> dict[str, Any]:
         )
         sock = bound()
         api_cfg = https_config(
-            create_app(Settings(), components),
+            create_app(components).api,
             host="127.0.0.1",
             port=sock.getsockname()[1],
             server_tls=server_tls,

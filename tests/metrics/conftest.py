@@ -14,7 +14,6 @@ from teflon.metrics.app import Components, create_app
 from teflon.metrics.auth import AuthConfig, Authenticator, Authorizer, StaticAuthConfig, UserInfo
 from teflon.metrics.config import MetricsConfig, parse_config
 from teflon.metrics.provider import ConfiguredProvider
-from teflon.metrics.settings import Settings
 from teflon.metrics.telemetry import Telemetry
 
 from .fakes import FakeAccess, FakeBackend, FakeObjects, FakeTokens
@@ -84,7 +83,7 @@ async def api(telemetry: Telemetry) -> AsyncIterator[Api]:
         registry=telemetry.registry,
         ready=lambda: True,
     )
-    app = create_app(Settings(), components)
+    app = create_app(components).api
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://metrics", headers={"Authorization": "Bearer hpa"}

@@ -27,7 +27,6 @@ from teflon.metrics.auth import (
 from teflon.metrics.config import parse_config
 from teflon.metrics.provider import ConfiguredProvider
 from teflon.metrics.resources import KubeObjects
-from teflon.metrics.settings import Settings
 from teflon.metrics.telemetry import Telemetry
 from teflon.metrics.tls import ServerTLS
 from tests.harness.certs import CertificateAuthority
@@ -103,7 +102,7 @@ async def served(
         registry=telemetry.registry,
         ready=lambda: source.current is not None,
     )
-    async with serve_https(create_app(Settings(), components), server_tls) as url:
+    async with serve_https(create_app(components).api, server_tls) as url:
         yield Served(url, namespace, ca.write(tmp_path / "serving-ca").cert_file, backend, source)
 
 

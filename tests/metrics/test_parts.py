@@ -10,11 +10,12 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from teflon.metrics.app import Components, create_ops_app
+from teflon.metrics.app import Components, create_app
 from teflon.metrics.auth import AuthConfig, Authenticator, Authorizer, StaticAuthConfig, parse_auth_config
 from teflon.metrics.cache import QueryCache
 from teflon.metrics.config import ConfigError, MetricsConfig, load_config, parse_config
-from teflon.metrics.provider import ConfiguredProvider, Unavailable
+from teflon.metrics.errors import Unavailable
+from teflon.metrics.provider import ConfiguredProvider
 from teflon.metrics.selectors import Selector
 from teflon.metrics.settings import Settings
 from teflon.metrics.telemetry import Telemetry
@@ -89,17 +90,21 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_shared_query(telemetr
     assert await second == "value"
 
 
+TLS = {"tls_cert_file": "/tls/tls.crt", "tls_key_file": "/tls/tls.key"}
+
+
 def test_settings_default_to_the_design_ports() -> None:
-    s = Settings()
+    s = Settings(**TLS)  # type: ignore[arg-type]
     assert (s.port, s.ops_port) == (6443, 8080)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "complaint"),
     [
-        ({"port": 8080}, "must differ"),
+        ({**TLS, "port": 8080}, "must differ"),
         ({"tls_cert_file": "/c"}, "together"),
-        ({"authz_cache_seconds": -1}, "greater than or equal"),
+        ({}, "TEFLON_METRICS_TLS_CERT_FILE and TEFLON_METRICS_TLS_KEY_FILE are required"),
+        ({**TLS, "authz_cache_seconds": -1}, "greater than or equal"),
     ],
 )
 def test_contradictory_settings_are_refused(kwargs: dict[str, object], complaint: str) -> None:
@@ -162,7 +167,7 @@ async def test_the_ops_app_serves_probes_and_metrics_without_authentication(tele
         ready=lambda: ready,
     )
     telemetry.fresh("falco_alerts_per_minute")
-    app = create_ops_app(Settings(), components)
+    app = create_app(components).ops
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ops") as c:
         assert (await c.get("/healthz")).status_code == 200
         assert (await c.get("/readyz")).status_code == 503

@@ -59,8 +59,8 @@ def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_missing_serving_certificate_stops_startup_with_a_clear_error(tmp_path: Path) -> None:
     proc = _run(_env(tmp_path))
-    assert proc.returncode == 1
-    assert "TEFLON_METRICS_TLS_CERT_FILE and TEFLON_METRICS_TLS_KEY_FILE are required" in proc.stdout
+    assert proc.returncode == 2
+    assert "TEFLON_METRICS_TLS_CERT_FILE and TEFLON_METRICS_TLS_KEY_FILE are required" in proc.stderr
 
 
 def test_an_invalid_metrics_config_stops_startup_naming_the_field(tmp_path: Path) -> None:

@@ -25,7 +25,6 @@ from teflon.metrics.app import Components, create_app
 from teflon.metrics.auth import AuthConfig, Authenticator, Authorizer, UserInfo
 from teflon.metrics.config import parse_config
 from teflon.metrics.provider import ConfiguredProvider
-from teflon.metrics.settings import Settings
 from teflon.metrics.telemetry import Telemetry
 from teflon.metrics.tls import ServerTLS, _WithTLS, verify_client_chain
 from tests.harness.certs import CertificateAuthority
@@ -111,7 +110,7 @@ async def server(pki: Pki, telemetry: Telemetry) -> AsyncIterator[Server]:
         registry=telemetry.registry,
         ready=lambda: True,
     )
-    async with serve_https(create_app(Settings(), components), server_tls) as url:
+    async with serve_https(create_app(components).api, server_tls) as url:
         yield Server(url, access, auth, server_tls, telemetry)
 
 

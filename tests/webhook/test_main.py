@@ -94,3 +94,24 @@ def test_inconsistent_tls_settings_stop_the_process_with_a_clear_error(tmp_path:
     )
     assert proc.returncode != 0
     assert "TLS_CLIENT_CA_FILE needs TLS_CERT_FILE" in proc.stderr
+
+
+def test_invalid_settings_stop_startup_with_a_clear_error_and_a_usage_exit_status(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "TEFLON_WEBHOOK_PORT": "9000",
+        "TEFLON_WEBHOOK_OPS_PORT": "9000",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "teflon.webhook"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "teflon webhook: invalid settings" in proc.stderr
+    assert "PORT and OPS_PORT must differ" in proc.stderr
+    assert "Traceback" not in proc.stderr

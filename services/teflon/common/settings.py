@@ -7,9 +7,10 @@ class is the only reader of the environment; everything else receives a validate
 from __future__ import annotations
 
 import os
-from typing import Self
+import sys
+from typing import Self, TypeVar
 
-from pydantic import model_validator
+from pydantic import ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,3 +36,22 @@ class BaseComponentSettings(BaseSettings):
             fields = ", ".join(sorted(known))
             raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known settings are {fields}")
         return self
+
+
+S = TypeVar("S", bound=BaseComponentSettings)
+
+#: The exit status of a component started with invalid settings (a usage error, as in sysexits' 64 family).
+EXIT_INVALID_SETTINGS = 2
+
+
+def load_settings(cls: type[S], component: str) -> S:
+    """``cls`` read from the environment; invalid settings print what is wrong and exit with status 2.
+
+    Both components' ``main()`` start with this, so a misconfigured pod fails the same clear way instead
+    of with a traceback.
+    """
+    try:
+        return cls()
+    except ValidationError as exc:
+        print(f"teflon {component}: invalid settings: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_INVALID_SETTINGS) from None

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 
 import uvicorn
 from prometheus_client import CollectorRegistry
-from pydantic import ValidationError
 
 from teflon.common import kube
 from teflon.common.logs import setup_logging
-from teflon.metrics.app import Components, create_app, create_ops_app
+from teflon.common.settings import load_settings
+from teflon.metrics.app import Components, create_app
 from teflon.metrics.auth import (
     AuthConfigSource,
     Authenticator,
@@ -81,8 +81,6 @@ async def _watch_cert(server_tls: ServerTLS) -> None:
 
 
 async def serve(settings: Settings) -> None:
-    if not (settings.tls_cert_file and settings.tls_key_file):
-        raise ConfigError("TEFLON_METRICS_TLS_CERT_FILE and TEFLON_METRICS_TLS_KEY_FILE are required")
     config = load_config(settings.config_file)
     server_tls = ServerTLS(settings.tls_cert_file, settings.tls_key_file)
     client = kube.KubeClient.from_config(settings.kubeconfig or None, timeout=4.0)
@@ -98,16 +96,9 @@ async def serve(settings: Settings) -> None:
         registry=registry,
         ready=lambda: source.current is not None,
     )
-    api = _Server(
-        https_config(
-            create_app(settings, components), host=settings.host, port=settings.port, server_tls=server_tls
-        )
-    )
-    ops = _Server(
-        uvicorn.Config(
-            create_ops_app(settings, components), host=settings.host, port=settings.ops_port, log_config=None
-        )
-    )
+    app = create_app(components)
+    api = _Server(https_config(app.api, host=settings.host, port=settings.port, server_tls=server_tls))
+    ops = _Server(uvicorn.Config(app.ops, host=settings.host, port=settings.ops_port, log_config=None))
     background = [
         asyncio.create_task(_refresh_until_loaded(source, settings.auth_refresh_seconds)),
         asyncio.create_task(_watch_cert(server_tls)),
@@ -137,11 +128,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> int:
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"teflon metrics: invalid settings: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings(Settings, "metrics")
     setup_logging(settings.log_level)
     try:
         asyncio.run(serve(settings))

@@ -8,7 +8,6 @@ exception handler as a Kubernetes ``Status`` object with the matching code.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,120 +19,17 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator import Instrumentator
 from pydantic import BaseModel
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from teflon.metrics import wire
-from teflon.metrics.auth import Attributes, Authenticator, AuthError, Authorizer, Headers, UserInfo
-from teflon.metrics.provider import (
-    ExternalValue,
-    MetricsError,
-    MetricsProvider,
-    MetricValue,
-)
+from teflon.metrics.auth import Attributes, Authenticator, Authorizer, Headers, UserInfo
+from teflon.metrics.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated, install_error_handlers
+from teflon.metrics.paths import CUSTOM, EXTERNAL, HEALTH_PATHS, check_name, parse_metric_path, path_kind
+from teflon.metrics.provider import ExternalValue, MetricsProvider, MetricValue
 from teflon.metrics.selectors import Selector, SelectorError, parse_selector
-from teflon.metrics.settings import Settings
 from teflon.metrics.telemetry import Telemetry
 from teflon.metrics.tls import client_chain
 
 log = logging.getLogger(__name__)
-
-HEALTH_PATHS = ("/healthz", "/readyz", "/livez")
-_DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-_CUSTOM = f"/apis/{wire.CUSTOM_GROUP}"
-_EXTERNAL = f"/apis/{wire.EXTERNAL_GROUP}"
-
-
-class Unauthenticated(Exception):
-    pass
-
-
-class Forbidden(Exception):
-    def __init__(self, message: str, details: wire.StatusDetails) -> None:
-        super().__init__(message)
-        self.details = details
-
-
-class PathNotFound(MetricsError):
-    reason, code = "NotFound", 404
-
-
-class BadRequestError(MetricsError):
-    reason, code = "BadRequest", 400
-
-
-@dataclass(frozen=True)
-class MetricPath:
-    """A custom metrics URL after ``/apis/custom.metrics.k8s.io/{version}/``."""
-
-    version: str
-    resource: str
-    namespace: str | None  # the namespace of namespaced objects; None for root-scoped ones
-    name: str  # "*" asks for every object the labelSelector selects
-    metric: str
-    attributes: Attributes
-
-
-def _request_attributes(group: str, version: str, parts: list[str]) -> Attributes:
-    """The SubjectAccessReview attributes of a resource path, as k8s.io/apiserver's RequestInfo does."""
-    namespace = ""
-    if parts[0] == "namespaces" and len(parts) > 1:
-        namespace = parts[1]
-        if len(parts) > 2:
-            parts = parts[2:]
-    return Attributes(
-        namespace=namespace,
-        group=group,
-        version=version,
-        resource=parts[0],
-        name=parts[1] if len(parts) > 1 else "",
-        subresource=parts[2] if len(parts) > 2 else "",
-    )
-
-
-def _check_name(value: str, what: str, *, star: bool = False) -> str:
-    if (star and value == "*") or (_DNS_NAME.match(value) and len(value) <= 253):
-        return value
-    raise PathNotFound(f"{what} {value!r} is not a valid Kubernetes name")
-
-
-def parse_metric_path(version: str, rest: str) -> MetricPath:
-    """Parse the part of a custom metrics URL after the version; ``PathNotFound`` if it is no metric URL."""
-    if version not in wire.CUSTOM_VERSIONS:
-        raise PathNotFound(f"the server could not find the requested resource (version {version})")
-    parts = [p for p in rest.split("/") if p]
-    attrs = _request_attributes(wire.CUSTOM_GROUP, version, parts) if parts else Attributes()
-    if len(parts) == 4 and parts[0] == "namespaces" and parts[2] == "metrics":
-        ns = _check_name(parts[1], "namespace")
-        return MetricPath(version, "namespaces", None, ns, parts[3], attrs)
-    if len(parts) == 5 and parts[0] == "namespaces":
-        ns = _check_name(parts[1], "namespace")
-        name = _check_name(parts[3], "object name", star=True)
-        return MetricPath(version, parts[2], ns, name, parts[4], attrs)
-    if len(parts) == 3:
-        name = _check_name(parts[1], "object name", star=True)
-        return MetricPath(version, parts[0], None, name, parts[2], attrs)
-    raise PathNotFound("the server could not find the requested resource")
-
-
-def path_kind(path: str) -> str:
-    """A bounded label for request latency: what kind of path was asked."""
-    if path in HEALTH_PATHS:
-        return "health"
-    if path.startswith(_EXTERNAL + "/"):
-        return "external" if path.count("/") >= 6 else "discovery"
-    if path.startswith(_CUSTOM + "/"):
-        depth = path.count("/")
-        if depth <= 3:
-            return "discovery"
-        return "selector" if "/*/" in path else "named"
-    if path in ("/apis", _CUSTOM, _EXTERNAL):
-        return "discovery"
-    return "other"
-
-
-def _status(code: int, reason: str, message: str, details: wire.StatusDetails | None = None) -> JSONResponse:
-    body = wire.Status(message=message, reason=reason, code=code, details=details)
-    return JSONResponse(wire.dump(body), status_code=code)
 
 
 def _json(model: BaseModel) -> Response:
@@ -236,7 +132,7 @@ def _parse_selector(text: str, what: str) -> Selector:
     try:
         return parse_selector(text)
     except SelectorError as exc:
-        raise BadRequestError(f"{what}: {exc}") from exc
+        raise InvalidRequest(f"{what}: {exc}") from exc
 
 
 class Gate:
@@ -271,35 +167,6 @@ class Gate:
         return await self.check(request, Attributes(path=request.url.path))
 
 
-def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(MetricsError)
-    async def _metrics_error(_: Request, exc: MetricsError) -> JSONResponse:
-        if exc.code >= 500:
-            log.warning("metric request failed", extra={"error": str(exc)})
-        return _status(exc.code, exc.reason, str(exc))
-
-    @app.exception_handler(Unauthenticated)
-    async def _unauthenticated(_: Request, exc: Unauthenticated) -> JSONResponse:
-        return _status(401, "Unauthorized", "Unauthorized")
-
-    @app.exception_handler(Forbidden)
-    async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:
-        return _status(403, "Forbidden", str(exc), exc.details)
-
-    @app.exception_handler(AuthError)
-    async def _auth_error(_: Request, exc: AuthError) -> JSONResponse:
-        log.warning("authentication or authorization could not be decided", extra={"error": str(exc)})
-        return _status(500, "InternalError", f"Internal error occurred: {exc}")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        reason = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "InternalError")
-        message = (
-            "the server could not find the requested resource" if exc.status_code == 404 else str(exc.detail)
-        )
-        return _status(exc.status_code, reason, message)
-
-
 def _add_discovery_routes(app: FastAPI, c: Components, gate: Gate) -> None:
     @app.get("/apis")
     async def apis(request: Request) -> Response:
@@ -309,15 +176,15 @@ def _add_discovery_routes(app: FastAPI, c: Components, gate: Gate) -> None:
             groups.append(wire.api_group(wire.EXTERNAL_GROUP, wire.EXTERNAL_VERSIONS))
         return _json(wire.APIGroupList(groups=groups))
 
-    @app.get(_CUSTOM)
+    @app.get(CUSTOM)
     async def custom_group(request: Request) -> Response:
         await gate.discovery(request)
         return _json(wire.api_group(wire.CUSTOM_GROUP, wire.CUSTOM_VERSIONS))
 
-    @app.get(_CUSTOM + "/{version}")
+    @app.get(CUSTOM + "/{version}")
     async def custom_resources(version: str, request: Request) -> Response:
         if version not in wire.CUSTOM_VERSIONS:
-            raise PathNotFound("the server could not find the requested resource")
+            raise NotFound("the server could not find the requested resource")
         await gate.discovery(request)
         resources = [
             wire.APIResource(name=f"{i.resource}/{i.metric}", namespaced=i.namespaced, kind="MetricValueList")
@@ -327,12 +194,12 @@ def _add_discovery_routes(app: FastAPI, c: Components, gate: Gate) -> None:
             wire.APIResourceList(group_version=f"{wire.CUSTOM_GROUP}/{version}", resources=resources)
         )
 
-    @app.get(_EXTERNAL)
+    @app.get(EXTERNAL)
     async def external_group(request: Request) -> Response:
         await gate.discovery(request)
         return _json(wire.api_group(wire.EXTERNAL_GROUP, wire.EXTERNAL_VERSIONS))
 
-    @app.get(_EXTERNAL + "/v1beta1")
+    @app.get(EXTERNAL + "/v1beta1")
     async def external_resources(request: Request) -> Response:
         await gate.discovery(request)
         resources = [
@@ -347,7 +214,7 @@ def _add_discovery_routes(app: FastAPI, c: Components, gate: Gate) -> None:
 def _add_metric_routes(app: FastAPI, c: Components, gate: Gate) -> None:
     rendered = RenderedLists()
 
-    @app.get(_CUSTOM + "/{version}/{rest:path}")
+    @app.get(CUSTOM + "/{version}/{rest:path}")
     async def custom_metric(version: str, rest: str, request: Request) -> Response:
         mp = parse_metric_path(version, rest)
         await gate.check(request, mp.attributes)
@@ -365,9 +232,9 @@ def _add_metric_routes(app: FastAPI, c: Components, gate: Gate) -> None:
         )
         return _json(metric_value_list(version, [value]))
 
-    @app.get(_EXTERNAL + "/v1beta1/namespaces/{namespace}/{metric}")
+    @app.get(EXTERNAL + "/v1beta1/namespaces/{namespace}/{metric}")
     async def external_metric(namespace: str, metric: str, request: Request) -> Response:
-        _check_name(namespace, "namespace")
+        check_name(namespace, "namespace")
         attrs = Attributes(namespace=namespace, group=wire.EXTERNAL_GROUP, version="v1beta1", resource=metric)
         await gate.check(request, attrs)
         # client-go lower-cases this path segment; configured names are lower-case too
@@ -376,9 +243,25 @@ def _add_metric_routes(app: FastAPI, c: Components, gate: Gate) -> None:
         return _json(external_value_list(values))
 
 
-def create_app(settings: Settings, components: Components) -> FastAPI:
-    """The API app served on ``settings.port`` over HTTPS."""
-    c = components
+@dataclass(frozen=True)
+class MetricsApp:
+    """What ``create_app`` builds: both ASGI apps and the components they share."""
+
+    api: FastAPI
+    ops: FastAPI
+    components: Components
+
+
+def create_app(components: Components) -> MetricsApp:
+    """Build the API app (HTTPS, authenticated) and the ops app (probes, scrapes) around ``components``.
+
+    ``__main__`` builds the components from ``Settings``; tests build them from fakes.
+    """
+    return MetricsApp(api=_api_app(components), ops=_ops_app(components), components=components)
+
+
+def _api_app(c: Components) -> FastAPI:
+    """The API app, served on ``Settings.port`` over HTTPS."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, title="teflon metrics")
     Instrumentator(registry=c.registry, excluded_handlers=list(HEALTH_PATHS)).instrument(
         app, metric_namespace="teflon", metric_subsystem="metrics"
@@ -393,7 +276,7 @@ def create_app(settings: Settings, components: Components) -> FastAPI:
         )
         return response
 
-    _add_error_handlers(app)
+    install_error_handlers(app)
     for path in HEALTH_PATHS:
         app.add_api_route(path, _health(c, path), methods=["GET"], include_in_schema=False)
     gate = Gate(c.authenticator, c.authorizer)
@@ -411,9 +294,8 @@ def _health(c: Components, path: str) -> Callable[[], Awaitable[JSONResponse]]:
     return handler
 
 
-def create_ops_app(settings: Settings, components: Components) -> FastAPI:
-    """The ops app on ``settings.ops_port``: probes and ``/metrics``, plain HTTP, no authentication."""
-    c = components
+def _ops_app(c: Components) -> FastAPI:
+    """The ops app on ``Settings.ops_port``: probes and ``/metrics``, plain HTTP, no authentication."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, title="teflon metrics ops")
     for path in HEALTH_PATHS:
         app.add_api_route(path, _health(c, path), methods=["GET"], include_in_schema=False)

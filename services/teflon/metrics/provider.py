@@ -17,6 +17,7 @@ from typing import Protocol, TypeVar
 from teflon.metrics.backends import Backend, BackendError, InvalidMetricSelector, Series, Target
 from teflon.metrics.cache import QueryCache
 from teflon.metrics.config import MetricDef, MetricsConfig
+from teflon.metrics.errors import InvalidRequest, MetricNotFound, ObjectNotFound, Unavailable
 from teflon.metrics.resources import (
     BadSelector,
     ObjectLister,
@@ -31,29 +32,6 @@ T = TypeVar("T")
 
 #: The aggregator gives up on an extension server after 5 s; answer (or fail) well before that.
 REQUEST_DEADLINE_SECONDS = 4.5
-
-
-class MetricsError(Exception):
-    """Base of the provider's errors; ``reason`` and ``code`` are the Kubernetes Status ones."""
-
-    reason = "InternalError"
-    code = 500
-
-
-class MetricNotFound(MetricsError):
-    reason, code = "NotFound", 404
-
-
-class ObjectNotFound(MetricsError):
-    reason, code = "NotFound", 404
-
-
-class InvalidRequest(MetricsError):
-    reason, code = "BadRequest", 400
-
-
-class Unavailable(MetricsError):
-    reason, code = "ServiceUnavailable", 503
 
 
 @dataclass(frozen=True)

@@ -31,4 +31,7 @@ class Settings(BaseComponentSettings):
             raise ValueError("port and ops_port must differ: the API port is HTTPS, the ops port plain HTTP")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if not self.tls_cert_file:
+            # An aggregated API server is reached by the kube-apiserver over HTTPS only.
+            raise ValueError("TEFLON_METRICS_TLS_CERT_FILE and TEFLON_METRICS_TLS_KEY_FILE are required")
         return self

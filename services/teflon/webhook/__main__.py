@@ -11,12 +11,14 @@ import contextlib
 import logging
 import signal
 import ssl
+import sys
 from collections.abc import Generator
 
 import uvicorn
 
 from teflon.common.kube import KubeClient, KubeError
 from teflon.common.logs import setup_logging
+from teflon.common.settings import load_settings
 from teflon.webhook.actions import ClusterActions
 from teflon.webhook.app import create_app
 from teflon.webhook.kube_actions import KubeClusterActions
@@ -94,11 +96,12 @@ async def serve(settings: Settings) -> None:
             raise SystemExit(f"server failed: {task.exception()}")
 
 
-def main() -> None:
-    settings = Settings()
+def main() -> int:
+    settings = load_settings(Settings, "webhook")
     setup_logging(settings.log_level)
     asyncio.run(serve(settings))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -45,7 +45,11 @@ class RejectReason(StrEnum):
     QUEUE_FULL = "queue_full"
 
 
-class AlertRejected(Exception):
+class IngestError(Exception):
+    """Base of the errors an ingest request can end in; each has one handler at the app's edge."""
+
+
+class AlertRejected(IngestError):
     """An alert (or a whole request body) could not be accepted."""
 
     def __init__(self, reason: RejectReason, detail: str, *, index: int | None = None) -> None:

@@ -22,7 +22,15 @@ from starlette.requests import ClientDisconnect
 
 from teflon.common.wire import RateSnapshot, RatesQuery
 from teflon.webhook.actions import ClusterActions
-from teflon.webhook.alert import Alert, AlertRejected, RejectReason, decode_body, is_ndjson, parse_one
+from teflon.webhook.alert import (
+    Alert,
+    AlertRejected,
+    IngestError,
+    RejectReason,
+    decode_body,
+    is_ndjson,
+    parse_one,
+)
 from teflon.webhook.service import QueueFull, ShuttingDown, WebhookService
 from teflon.webhook.settings import Settings
 from teflon.webhook.stream import STREAM_PATH, StreamGate, stream_router
@@ -64,7 +72,7 @@ class ErrorReply(BaseModel):
     rejected: list[RejectedItem] = []
 
 
-class BatchRejected(Exception):
+class BatchRejected(IngestError):
     """Every alert of a request failed validation."""
 
     def __init__(self, errors: list[AlertRejected]) -> None:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 
 from teflon.common.wire import RateScope
 from teflon.webhook.actions import ClusterActions
-from teflon.webhook.alert import Alert
+from teflon.webhook.alert import Alert, IngestError
 from teflon.webhook.policy import Mode, Policy, PolicyStore
 from teflon.webhook.rates import RateTracker
 from teflon.webhook.responder import Responder
@@ -31,7 +31,7 @@ _CLAIM_SWEEP_SECONDS = 60.0
 _CLAIM_SWEEP_JITTER = 15.0
 
 
-class QueueFull(Exception):
+class QueueFull(IngestError):
     """The alert queue is full; ``accepted`` alerts of the request made it in before it filled."""
 
     def __init__(self, accepted: int, dropped: int) -> None:
@@ -40,7 +40,7 @@ class QueueFull(Exception):
         self.dropped = dropped
 
 
-class ShuttingDown(Exception):
+class ShuttingDown(IngestError):
     """The service is draining and takes no new alerts."""
 
 
