@@ -78,31 +78,17 @@ def test_with_a_client_ca_ingest_requires_a_client_certificate(
     assert httpx.get(f"{hook.ops}/healthz").status_code == 200  # ops stays plain HTTP
 
 
-def test_inconsistent_tls_settings_stop_the_process_with_a_clear_error(tmp_path: Path) -> None:
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "TEFLON_WEBHOOK_TLS_CLIENT_CA_FILE": str(tmp_path / "ca.crt"),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "teflon.webhook"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode != 0
-    assert "TLS_CLIENT_CA_FILE needs TLS_CERT_FILE" in proc.stderr
-
-
-def test_invalid_settings_stop_startup_with_a_clear_error_and_a_usage_exit_status(tmp_path: Path) -> None:
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "TEFLON_WEBHOOK_PORT": "9000",
-        "TEFLON_WEBHOOK_OPS_PORT": "9000",
-    }
+@pytest.mark.parametrize(
+    ("settings", "complaint"),
+    [
+        ({"TEFLON_WEBHOOK_TLS_CLIENT_CA_FILE": "/ca.crt"}, "TLS_CLIENT_CA_FILE needs TLS_CERT_FILE"),
+        ({"TEFLON_WEBHOOK_PORT": "9000", "TEFLON_WEBHOOK_OPS_PORT": "9000"}, "PORT and OPS_PORT must differ"),
+    ],
+)
+def test_invalid_settings_stop_the_process_with_a_clear_error_and_a_usage_exit_status(
+    tmp_path: Path, settings: dict[str, str], complaint: str
+) -> None:
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **settings}
     proc = subprocess.run(
         [sys.executable, "-m", "teflon.webhook"],
         env=env,
@@ -113,5 +99,5 @@ def test_invalid_settings_stop_startup_with_a_clear_error_and_a_usage_exit_statu
     )
     assert proc.returncode == 2
     assert "teflon webhook: invalid settings" in proc.stderr
-    assert "PORT and OPS_PORT must differ" in proc.stderr
+    assert complaint in proc.stderr
     assert "Traceback" not in proc.stderr
