@@ -22,6 +22,14 @@ HELM_UNITTEST_VERSION=v1.1.2
 ACTIONLINT_VERSION=v1.7.12
 HELM_DOCS_VERSION=v1.14.2
 PYTHON_NAME="${TEFLON_PYTHON:-python3.11}"
+# The chart's dependency on the official falco chart (charts/teflon/Chart.yaml, Chart.lock). The
+# archive is the falco chart packaged unchanged, nested charts included; its sources are listed in
+# the PROVENANCE.md next to it. TEFLON_CHART_ARCHIVES is a directory of chart archives for offline
+# builds (CI, air-gapped machines); by default ../shared/charts when that directory exists. Without
+# one, `helm dependency build` fetches the chart from the falcosecurity chart repository.
+FALCO_CHART_VERSION=9.1.0
+FALCO_CHART_SHA256=cfc7a0f84ce40d3bb60f55970a051c898bdceadc48c9cd26554a1de76393ec70
+FALCO_CHART_REPO=https://falcosecurity.github.io/charts
 # The machine has two cores shared with everything else; Go builds must not take them all.
 GO_JOBS="${TEFLON_GO_JOBS:-2}"
 
@@ -232,6 +240,39 @@ EOF
   mv "$plugin/plugin.yaml.new" "$plugin/plugin.yaml"
 }
 
+# --- chart dependencies ------------------------------------------------------------------------
+# The falco chart archive in charts/teflon/charts/, where helm template/lint/install and ct (with
+# skip-helm-dependencies) use it as it is. From TEFLON_CHART_ARCHIVES, checked against the pinned
+# sha256; an archive that does not match is refused, never placed.
+place_chart_dependencies() {
+  local name="falco-$FALCO_CHART_VERSION.tgz" dest_dir="$TEFLON_ROOT/charts/teflon/charts"
+  local dest="$dest_dir/$name" archives="${TEFLON_CHART_ARCHIVES:-}" explicit=1
+  if [[ -z $archives ]]; then
+    explicit=0
+    archives="$TEFLON_ROOT/../shared/charts"
+  fi
+  mkdir -p "$dest_dir"
+  # Another version left behind by an older checkout would make helm see two falco charts.
+  find "$dest_dir" -maxdepth 1 -name 'falco-*.tgz' ! -name "$name" -delete
+  if [[ -f $dest ]] && sha256sum --status -c <<<"$FALCO_CHART_SHA256  $dest"; then
+    return 0
+  fi
+  if [[ -f $archives/$name ]]; then
+    sha256sum --status -c <<<"$FALCO_CHART_SHA256  $archives/$name" ||
+      die "$archives/$name does not have the pinned sha256 $FALCO_CHART_SHA256 (scripts/tools.sh): refusing it"
+    log "placing $name from $archives"
+    install -m 0644 "$archives/$name" "$dest.partial"
+    mv "$dest.partial" "$dest"
+    return 0
+  fi
+  [[ $explicit -eq 0 ]] || die "TEFLON_CHART_ARCHIVES=$archives has no $name"
+  # Online: the chart repository, at the version Chart.lock records. helm's repository list lives
+  # in .tools/helm (HELM_CONFIG_HOME), so the user's own repositories are untouched.
+  log "fetching the falco chart $FALCO_CHART_VERSION with helm dependency build"
+  helm repo add falcosecurity "$FALCO_CHART_REPO" --force-update >/dev/null
+  helm dependency build "$TEFLON_ROOT/charts/teflon" >/dev/null
+}
+
 # --- Python-packaged linters (installed in .venv from requirements/dev.txt) --------------------
 link_venv_tools() {
   local tool
@@ -306,6 +347,7 @@ main() {
   go_install helm-docs "$HELM_DOCS_VERSION" github.com/norwoodj/helm-docs/cmd/helm-docs \
     "-X main.version=${HELM_DOCS_VERSION#v}"
   flock -u 9
+  place_chart_dependencies
   print_versions
   log "toolchain ready in $(($(date +%s) - start))s"
 }

@@ -109,7 +109,8 @@ def env_of(container: Mapping[str, Any]) -> dict[str, Manifest]:
 def mounted_path(workload: Manifest, container: Mapping[str, Any], path: str) -> tuple[Manifest, str]:
     """The pod volume that provides file ``path`` in ``container``, and the file's key in it."""
     volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
-    for mount in container.get("volumeMounts", []):
+    # The deepest mount wins, as in the container (/etc/falco/certs/client over /etc/falco).
+    for mount in sorted(container.get("volumeMounts", []), key=lambda m: -len(m["mountPath"])):
         prefix = mount["mountPath"].rstrip("/") + "/"
         if path.startswith(prefix):
             return volumes[mount["name"]], path[len(prefix) :]

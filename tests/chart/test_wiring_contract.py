@@ -15,15 +15,21 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from teflon.metrics.config import parse_config
 from teflon.webhook.policy import parse_policy
 
+from .falco_config import falco_container, falco_daemonset, load_from_render
 from .rendering import NAMESPACE, SCENARIO_PATHS, SCENARIOS, Manifest, Rendered, env_of, mounted_path, render
 
 ALL = [None, *SCENARIOS]
 
 
 def _falco_config(rendered: Rendered) -> dict[str, Any]:
-    (config_map,) = [c for c in rendered.component("ConfigMap", "falco") if "falco.yaml" in c.get("data", {})]
-    config: dict[str, Any] = yaml.safe_load(config_map["data"]["falco.yaml"])
-    return config
+    """falco.yaml as Falco loads it: the wiring variables expanded from the Falco pod's environment."""
+    return load_from_render(rendered).config
+
+
+def _falco(rendered: Rendered) -> Manifest:
+    workload = falco_daemonset(rendered)
+    assert workload is not None, "no Falco DaemonSet rendered"
+    return workload
 
 
 def _service_for(rendered: Rendered, host: str) -> Manifest:
@@ -74,17 +80,20 @@ def test_falco_uses_https_with_a_mounted_client_certificate_exactly_when_the_web
     (container,) = rendered.workload("webhook")["spec"]["template"]["spec"]["containers"]
     mtls = "TEFLON_WEBHOOK_TLS_CLIENT_CA_FILE" in env_of(container)
     if scenario == "byo-falco-values.yaml":
-        assert not rendered.of_kind("DaemonSet")
+        assert falco_daemonset(rendered) is None
         return
     http = _falco_config(rendered)["http_output"]
     assert urlsplit(http["url"]).scheme == ("https" if mtls else "http")
     assert http.get("mtls", False) is mtls
+    falco = _falco(rendered)
+    falco_container_ = falco_container(falco)
     if mtls:
-        falco = rendered.workload("falco")
-        (falco_container,) = falco["spec"]["template"]["spec"]["containers"]
         for key in ("client_cert", "client_key", "ca_cert"):
-            volume, _ = mounted_path(falco, falco_container, http[key])
+            volume, _ = mounted_path(falco, falco_container_, http[key])
             assert "secret" in volume
+    else:
+        volumes = falco["spec"]["template"]["spec"]["volumes"]
+        assert not [v for v in volumes if "secret" in v], "Falco mounts a certificate nobody asks for"
 
 
 @pytest.mark.parametrize("scenario", [s for s in ALL if s != "byo-falco-values.yaml"])
@@ -92,10 +101,27 @@ def test_falco_alerts_carry_the_pod_uid_and_the_node_name(scenario: str | None) 
     rendered = render(scenario)
     config = _falco_config(rendered)
     assert config["json_output"] is True
+    assert config["json_include_output_fields_property"] is True
     extra = [a for a in config["append_output"] if a.get("match", {}).get("source") == "syscall"]
     assert any("k8s.pod.uid" in a["extra_fields"] for a in extra)
-    (container,) = rendered.workload("falco")["spec"]["template"]["spec"]["containers"]
+    assert {"log", "alert"} <= set(config["syscall_event_drops"]["actions"])
+    container = falco_container(_falco(rendered))
     assert env_of(container)["FALCO_HOSTNAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+
+
+@pytest.mark.parametrize("scenario", [s for s in ALL if s != "byo-falco-values.yaml"])
+def test_the_webhook_network_policy_admits_the_release_s_own_falco_pods(scenario: str | None) -> None:
+    rendered = render(scenario)
+    labels = _falco(rendered)["spec"]["template"]["metadata"]["labels"]
+    (policy,) = rendered.component("NetworkPolicy", "webhook")
+    (ingest,) = [r for r in policy["spec"]["ingress"] if {"port": "ingest", "protocol": "TCP"} in r["ports"]]
+    own = [
+        peer
+        for peer in ingest["from"]
+        if "namespaceSelector" not in peer
+        and all(labels.get(k) == v for k, v in peer["podSelector"]["matchLabels"].items())
+    ]
+    assert own, "the ingest port does not admit this release's Falco pods"
 
 
 @pytest.mark.parametrize("scenario", ALL)
@@ -163,7 +189,10 @@ def test_the_apiservice_ca_bundle_verifies_the_generated_serving_certificate_for
 
 
 def test_generated_mtls_certificates_chain_to_one_ca_for_the_webhook_service() -> None:
-    rendered = render(webhook={"tls": {"enabled": True}})
+    rendered = render(
+        webhook={"tls": {"enabled": True}},
+        falco={"certs": {"existingClientSecret": "teflon-falco-client-tls"}},
+    )
     secrets = {s["metadata"]["name"]: s["data"] for s in rendered.of_kind("Secret")}
     server, client = secrets["teflon-webhook-tls"], secrets["teflon-falco-client-tls"]
     assert server["ca.crt"] == client["ca.crt"]
@@ -322,12 +351,12 @@ def test_every_enabled_runtime_socket_is_mounted_where_the_container_plugin_look
 ) -> None:
     rendered = render(scenario)
     (plugin,) = [p for p in _falco_config(rendered)["plugins"] if p["name"] == "container"]
-    falco = rendered.workload("falco")
-    (container,) = falco["spec"]["template"]["spec"]["containers"]
+    falco = _falco(rendered)
+    container = falco_container(falco)
     host_root = env_of(container)["HOST_ROOT"]["value"]
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in falco["spec"]["template"]["spec"]["volumes"]}
-    enabled = [e for e in plugin["init_config"]["engines"].values() if e["enabled"]]
+    enabled = [e for e in plugin["init_config"]["engines"].values() if e["enabled"] and "sockets" in e]
     assert enabled
     for engine in enabled:
         for socket in engine["sockets"]:

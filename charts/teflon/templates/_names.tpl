@@ -36,13 +36,6 @@ Usage: {{ include "teflon.chart" . }}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/*
-teflon.falco.fullname: name of the Falco DaemonSet and its objects.
-Usage: {{ include "teflon.falco.fullname" . }}
-*/}}
-{{- define "teflon.falco.fullname" -}}
-{{- printf "%s-falco" (include "teflon.fullname" .) -}}
-{{- end -}}
 
 {{/*
 teflon.webhook.fullname: name of the webhook Deployment and Service.
@@ -73,9 +66,6 @@ Usage: {{ include "teflon.metrics.fullname" . }}
 teflon.<component>.serviceAccountName: ServiceAccount names.
 Usage: {{ include "teflon.webhook.serviceAccountName" . }}
 */}}
-{{- define "teflon.falco.serviceAccountName" -}}
-{{- default (include "teflon.falco.fullname" .) .Values.falco.serviceAccount.name -}}
-{{- end -}}
 {{- define "teflon.webhook.serviceAccountName" -}}
 {{- default (include "teflon.webhook.fullname" .) .Values.webhook.serviceAccount.name -}}
 {{- end -}}
@@ -107,4 +97,3 @@ Usage: {{ include "teflon.webhook.ingestPort" . }}
 {{- define "teflon.webhook.opsPort" -}}8081{{- end -}}
 {{- define "teflon.metrics.httpsPort" -}}6443{{- end -}}
 {{- define "teflon.metrics.opsPort" -}}8080{{- end -}}
-{{- define "teflon.falco.webserverPort" -}}8765{{- end -}}

@@ -8,6 +8,9 @@ Usage: {{ include "teflon.preflight" . }}
 {{- if and $v.falco.enabled (not $v.webhook.enabled) -}}
 {{- fail "ERROR: falco.enabled is true but webhook.enabled is false: Falco's http_output would post alerts to a Service that does not exist. Enable the webhook or set falco.enabled=false." -}}
 {{- end -}}
+{{- if $v.falco.enabled -}}
+{{- include "teflon.preflight.falco" . -}}
+{{- end -}}
 {{- if and (not $v.metrics.enabled) $v.autoscaling.targets -}}
 {{- fail "ERROR: autoscaling.targets is set but metrics.enabled is false: the HPAs would ask for custom metrics nobody serves. Enable the metrics server or remove the targets." -}}
 {{- end -}}
@@ -96,5 +99,84 @@ Usage: {{ include "teflon.preflight.apiServiceOwners" . }}
 {{- fail (printf "ERROR: the APIService %s already exists, served by %s and owned by %s. Only one server can answer %s/%s in a cluster: uninstall the other one (for example prometheus-adapter's custom metrics API) or set metrics.enabled=false." $name (default "kube-apiserver itself" $service) $owner $api.group $api.version) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+teflon.preflight.falco: with falco.enabled, refuse values under which the official chart's Falco would
+not deliver its alerts to this release's webhook: values of teflon 0.1 that no longer do anything, the
+wiring keys of values.yaml changed or dropped, mTLS configured on one side only.
+Usage: {{ include "teflon.preflight.falco" . }}
+*/}}
+{{- define "teflon.preflight.falco" -}}
+{{- $f := .Values.falco -}}
+{{- $moved := dict
+  "leastPrivileged" "falco.driver.modernEbpf.leastPrivileged (with falco.driver.kind=modern_ebpf)"
+  "modernEbpf" "falco.driver.modernEbpf (bufSizePreset, cpusForEachBuffer, dropFailedExit)"
+  "containerEngines" "falco.collectors.containerEngine.engines"
+  "extraFields" "falco.falco.append_output"
+  "minimumPriority" "falco.falco.priority"
+  "config" "falco.falco (falco.yaml keys)"
+  "extraArgs" "falco.extra.args"
+  "extraEnv" "falco.extra.env (keeping the TEFLON_FALCO_* entries)"
+  "priorityClassName" "falco.podPriorityClassName"
+  "updateStrategy" "falco.controller.daemonset.updateStrategy"
+-}}
+{{- range $old := keys $moved | sortAlpha -}}
+{{- if hasKey $f $old -}}
+{{- fail (printf "ERROR: falco.%s is a teflon 0.1 value; Falco now comes from the official falco chart, where it is %s. See the chart's CHANGELOG (0.2.0)." $old (index $moved $old)) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $f.image (hasKey $f.image "digest") -}}
+{{- fail "ERROR: falco.image.digest is a teflon 0.1 value; the official falco chart takes falco.image.registry, repository and tag (a tag may carry a digest: \"0.44.1@sha256:...\")." -}}
+{{- end -}}
+{{- if and $f.namespaceOverride (ne $f.namespaceOverride .Release.Namespace) -}}
+{{- fail (printf "ERROR: falco.namespaceOverride is %s: teflon deploys Falco in the release namespace (%s), next to the ConfigMap and Secret it reads. Install the release in the namespace you want Falco in." $f.namespaceOverride .Release.Namespace) -}}
+{{- end -}}
+{{- $http := $f.falco.http_output | default dict -}}
+{{- $expected := dict "enabled" "${TEFLON_FALCO_HTTP_ENABLED}" "url" "${TEFLON_FALCO_HTTP_URL}" "mtls" "${TEFLON_FALCO_HTTP_MTLS}" -}}
+{{- range $key := keys $expected | sortAlpha -}}
+{{- $want := index $expected $key -}}
+{{- $got := index $http $key -}}
+{{- if ne (toString $got) $want -}}
+{{- fail (printf "ERROR: falco.falco.http_output.%s is %v: Falco would not post to this release's webhook. teflon sets it to %s, which Falco expands from the wiring ConfigMap; remove your override (falco.enabled=false keeps a Falco of your own)." $key $got $want) -}}
+{{- end -}}
+{{- end -}}
+{{- if not $f.falco.json_output -}}
+{{- fail "ERROR: falco.falco.json_output is false: the webhook reads alerts as JSON. Remove the override." -}}
+{{- end -}}
+{{- $env := dict -}}
+{{- range $f.extra.env -}}
+{{- $_ := set $env .name . -}}
+{{- end -}}
+{{- $wiring := include "teflon.falco.wiringName" . -}}
+{{- range $name := keys (include "teflon.falco.wiringEnv" . | fromYaml) | sortAlpha -}}
+{{- $entry := index $env $name | default dict -}}
+{{- $ref := dig "valueFrom" "configMapKeyRef" dict $entry -}}
+{{- if not (and (eq (tpl (toString (index $ref "name" | default "")) $) $wiring) (eq (toString (index $ref "key" | default "")) $name)) -}}
+{{- fail (printf "ERROR: falco.extra.env has no %s from the ConfigMap %s (key %s): Falco's http_output would expand it to nothing. Keep the TEFLON_FALCO_* entries of the chart's values.yaml when you set falco.extra.env." $name $wiring $name) -}}
+{{- end -}}
+{{- end -}}
+{{- $certs := $f.certs | default dict -}}
+{{- $clientSecret := $certs.existingClientSecret | default "" -}}
+{{- if $.Values.webhook.tls.enabled -}}
+{{- $want := include "teflon.falco.clientSecretName" . -}}
+{{- if ne $clientSecret $want -}}
+{{- if eq $.Values.tls.mode "secret" -}}
+{{- fail (printf "ERROR: webhook.tls.enabled is true, so Falco needs its client certificate: set falco.certs.existingClientSecret=%s (webhook.tls.clientExistingSecret), which the official falco chart mounts." $want) -}}
+{{- else -}}
+{{- fail (printf "ERROR: webhook.tls.enabled is true, so Falco needs its client certificate: set falco.certs.existingClientSecret to the name of the Secret this release creates for it (for example %s); the official falco chart mounts that Secret." $want) -}}
+{{- end -}}
+{{- end -}}
+{{- $dir := include "teflon.falco.clientCertDir" . -}}
+{{- $files := dict "client_cert" "tls.crt" "client_key" "tls.key" "ca_cert" "ca.crt" -}}
+{{- range $key := keys $files | sortAlpha -}}
+{{- $want := printf "%s/%s" $dir (index $files $key) -}}
+{{- if ne (toString (index $http $key)) $want -}}
+{{- fail (printf "ERROR: falco.falco.http_output.%s is %v, but the client certificate Secret is mounted at %s: set it to %s (the chart's default)." $key (index $http $key) $dir $want) -}}
+{{- end -}}
+{{- end -}}
+{{- else if $clientSecret -}}
+{{- fail (printf "ERROR: falco.certs.existingClientSecret is %s but webhook.tls.enabled is false: mutual TLS is half configured (Falco would mount a certificate the webhook never asks for). Set webhook.tls.enabled=true or clear falco.certs.existingClientSecret." $clientSecret) -}}
 {{- end -}}
 {{- end -}}

@@ -34,12 +34,16 @@ Usage: {{ include "teflon.webhook.tlsSecretName" . }}
 
 {{/*
 teflon.falco.clientSecretName: Secret with Falco's client certificate for the webhook (also rendered
-when falco.enabled is false, so an existing Falco can mount it).
+when falco.enabled is false, so an existing Falco can mount it). The official chart mounts the Secret
+named in falco.certs.existingClientSecret, a plain value it does not template: when that is set, the
+generated Secret takes that name (preflight makes them agree whenever Falco is deployed here).
 Usage: {{ include "teflon.falco.clientSecretName" . }}
 */}}
 {{- define "teflon.falco.clientSecretName" -}}
 {{- if eq .Values.tls.mode "secret" -}}
 {{- .Values.webhook.tls.clientExistingSecret -}}
+{{- else if and .Values.falco.certs .Values.falco.certs.existingClientSecret -}}
+{{- .Values.falco.certs.existingClientSecret -}}
 {{- else -}}
 {{- printf "%s-falco-client-tls" (include "teflon.fullname" .) -}}
 {{- end -}}
