@@ -24,11 +24,8 @@ from teflon.metrics.auth import (
     KubeAccessReviewer,
     KubeTokenReviewer,
 )
-from teflon.metrics.backends import Backend
-from teflon.metrics.backends.prometheus import prometheus_backend
-from teflon.metrics.backends.sysdig import sysdig_backend
-from teflon.metrics.backends.teflon import EndpointSliceReplicas, TeflonRates
-from teflon.metrics.config import ConfigError, MetricsConfig, load_config
+from teflon.metrics.backends.registry import BackendContext, build_backends
+from teflon.metrics.config import ConfigError, load_config
 from teflon.metrics.provider import ConfiguredProvider
 from teflon.metrics.resources import KubeObjects
 from teflon.metrics.settings import Settings
@@ -46,21 +43,6 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def build_backends(
-    config: MetricsConfig, client: kube.KubeClient, telemetry: Telemetry
-) -> dict[str, Backend]:
-    backends: dict[str, Backend] = {}
-    b = config.backends
-    if b.teflon is not None:
-        finder = EndpointSliceReplicas(client, b.teflon.namespace, b.teflon.service, b.teflon.port_name)
-        backends["teflon"] = TeflonRates(b.teflon, finder, telemetry)
-    if b.prometheus is not None:
-        backends["prometheus"] = prometheus_backend(b.prometheus, telemetry)
-    if b.sysdig is not None:
-        backends["sysdig"] = sysdig_backend(b.sysdig, telemetry)
-    return backends
 
 
 async def _refresh_until_loaded(source: AuthConfigSource, every: float) -> None:
@@ -87,7 +69,7 @@ async def serve(settings: Settings) -> None:
     registry = CollectorRegistry()
     telemetry = Telemetry(registry)
     source = AuthConfigSource(client, on_change=lambda cfg: server_tls.trust_client_cas(cfg.all_cas()))
-    backends = build_backends(config, client, telemetry)
+    backends = build_backends(config, BackendContext(client, telemetry))
     components = Components(
         provider=ConfiguredProvider(config, backends, KubeObjects(client), telemetry),
         authenticator=Authenticator(source, KubeTokenReviewer(client), telemetry),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -104,6 +103,8 @@ class SysdigBackend(_Model):
 
 
 class Backends(_Model):
+    """The ``backends:`` section: one optional field per backend, built by ``backends.registry``."""
+
     teflon: TeflonBackend | None = None
     prometheus: PrometheusBackend | None = None
     sysdig: SysdigBackend | None = None
@@ -118,7 +119,7 @@ class MetricDef(_Model):
     """One metric the server offers, for each resource in ``resources``."""
 
     name: str
-    backend: Literal["teflon", "prometheus", "sysdig"]
+    backend: str = Field(description="a field of Backends: teflon, prometheus, sysdig")
     resources: list[str] = Field(min_length=1)
     signal: Signal = Signal.ALERTS
     query: str = ""
@@ -134,6 +135,13 @@ class MetricDef(_Model):
     @classmethod
     def _priority(cls, v: str) -> str:
         return Priority.parse(v).label if v else ""
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        if v not in Backends.model_fields:
+            raise ValueError(f"unknown backend {v!r}; known: {', '.join(Backends.model_fields)}")
+        return v
 
     @field_validator("name")
     @classmethod
