@@ -321,6 +321,11 @@ lock() {
 }
 
 main() {
+  # `scripts/tools.sh chart-deps`: only the chart's dependency archive (tests/scripts runs this).
+  if [[ ${1:-} == chart-deps ]]; then
+    place_chart_dependencies
+    return
+  fi
   if [[ ${1:-} == lock ]]; then
     mkdir -p "$TOOLS_DIR/bin" "$TOOLS_CACHE"
     find_python
