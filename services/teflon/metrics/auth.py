@@ -23,7 +23,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -32,10 +31,14 @@ from urllib.parse import unquote
 from cryptography import x509
 
 from teflon.common import kube
+from teflon.common.caching import TTLCache
 from teflon.metrics.telemetry import Telemetry
 from teflon.metrics.tls import common_name, organizations, verify_client_chain
 
 log = logging.getLogger(__name__)
+
+# Answers kept per reviewer; a full cache drops expired answers first, then the oldest.
+_CACHE_ENTRIES = 4096
 
 AUTH_CONFIGMAP = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
 SYSTEM_MASTERS = "system:masters"
@@ -217,37 +220,18 @@ class Attributes:
         }
 
 
-class _TTL:
-    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic, size: int = 4096) -> None:
-        self.ttl, self._clock, self._size = ttl, clock, size
-        self._data: dict[Any, tuple[float, Any]] = {}
-
-    def get(self, key: Any) -> tuple[bool, Any]:
-        hit = self._data.get(key)
-        if hit is None or hit[0] <= self._clock():
-            return False, None
-        return True, hit[1]
-
-    def put(self, key: Any, value: Any) -> None:
-        if self.ttl <= 0:
-            return
-        if len(self._data) >= self._size:
-            self._data.clear()
-        self._data[key] = (self._clock() + self.ttl, value)
-
-
 class KubeTokenReviewer:
     """``TokenReviewer`` via ``authentication.k8s.io/v1`` TokenReview, answers cached ``ttl`` seconds."""
 
     def __init__(self, client: kube.KubeClient, ttl: float = 10.0) -> None:
         self._client = client
-        self._cache = _TTL(ttl)
+        self._cache: TTLCache[str, UserInfo | None] = TTLCache(ttl=ttl, cap=_CACHE_ENTRIES)
 
     async def review(self, token: str) -> UserInfo | None:
         key = hashlib.sha256(token.encode()).hexdigest()  # never keep the token itself
         hit, value = self._cache.get(key)
         if hit:
-            return value  # type: ignore[no-any-return]
+            return value
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
         try:
             doc = await self._client.post("/apis/authentication.k8s.io/v1/tokenreviews", body)
@@ -275,13 +259,13 @@ class KubeAccessReviewer:
 
     def __init__(self, client: kube.KubeClient, ttl: float = 5.0) -> None:
         self._client = client
-        self._cache = _TTL(ttl)
+        self._cache: TTLCache[tuple[object, ...], tuple[bool, str]] = TTLCache(ttl=ttl, cap=_CACHE_ENTRIES)
 
     async def allowed(self, user: UserInfo, attrs: Attributes) -> tuple[bool, str]:
         key = (user.name, user.uid, user.groups, user.extra, attrs)
         hit, value = self._cache.get(key)
-        if hit:
-            return value  # type: ignore[no-any-return]
+        if hit and value is not None:
+            return value
         spec: dict[str, Any] = {"user": user.name, "groups": list(user.groups), **attrs.to_spec()}
         if user.uid:
             spec["uid"] = user.uid
