@@ -7,13 +7,15 @@ namespaces; this proves the responder refuses such names against the real kube-a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from teflon.common.kube import KubeClient
-from teflon.webhook.alert import parse_one
+from teflon.webhook.alert import AlertRejected, parse_one
 from teflon.webhook.kube_actions import KubeClusterActions
 from teflon.webhook.policy import Policy
 from teflon.webhook.rates import RateTracker
@@ -62,19 +64,21 @@ async def test_a_dot_segment_namespace_never_reaches_a_protected_namespace(
         rates=RateTracker(max_tracked=100, ttl_seconds=900),
         actions=actions,
     )
-    alert = parse_one(
-        {
-            "rule": "Terminal shell in container",
-            "priority": "Critical",
-            "hostname": NODE,
-            "output_fields": {
-                "k8s.ns.name": alias.format(ns=namespace),
-                "k8s.pod.name": "victim",
-                "k8s.pod.uid": uid,
-            },
+    doc: dict[str, Any] = {
+        "rule": "Terminal shell in container",
+        "priority": "Critical",
+        "hostname": NODE,
+        "output_fields": {
+            "k8s.ns.name": alias.format(ns=namespace),
+            "k8s.pod.name": "victim",
+            "k8s.pod.uid": uid,
         },
-        received=datetime.now(UTC),
-    )
+    }
+    # Ingest refuses the name outright; the responder must hold on its own all the same.
+    with pytest.raises(AlertRejected):
+        parse_one(doc, received=datetime.now(UTC))
+    doc["output_fields"]["k8s.ns.name"] = namespace
+    alert = replace(parse_one(doc, received=datetime.now(UTC)), namespace=alias.format(ns=namespace))
     await responder.handle(alert, 0.0)
 
     pod = await kube.get(f"/api/v1/namespaces/{namespace}/pods/victim")

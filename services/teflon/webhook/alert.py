@@ -12,6 +12,7 @@ describes it (unknown keys are kept in ``fields``).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -30,6 +31,18 @@ _JSON_TYPES = frozenset({"", "application/json"})
 _NDJSON_TYPES = frozenset(
     {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
 )
+
+# What Kubernetes itself accepts: a namespace is a DNS-1123 label, a pod name a DNS-1123 subdomain.
+# An alert naming anything else names no object teflon could act on, and its names would otherwise be
+# stored (rates), counted (labels) and logged at whatever size the sender chose.
+NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+POD_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+# Falco's own rules are named in under 80 characters and its sources (syscall, k8s_audit, plugin
+# event sources) in under 20; the caps leave room for custom rules and bound every label and log line.
+MAX_RULE_CHARS = 256
+MAX_SOURCE_CHARS = 64
+MAX_HOSTNAME_CHARS = 253
+_SHOWN_CHARS = 64
 
 
 class RejectReason(StrEnum):
@@ -185,6 +198,33 @@ def normalise(payload: FalcoPayload, *, received: datetime) -> Alert:
     )
 
 
+def _shown(value: str) -> str:
+    """``value`` for an error message: short values quoted, long ones cut, with their length."""
+    if len(value) <= _SHOWN_CHARS:
+        return repr(value)
+    return f"{value[:_SHOWN_CHARS]!r}... ({len(value)} characters)"
+
+
+def _check_bounds(alert: Alert) -> Alert:
+    """Refuse an alert whose names or labels are not what Kubernetes and Falco can produce."""
+    problems: list[str] = []
+    if len(alert.rule) > MAX_RULE_CHARS:
+        problems.append(f"rule: longer than {MAX_RULE_CHARS} characters: {_shown(alert.rule)}")
+    if len(alert.source) > MAX_SOURCE_CHARS:
+        problems.append(f"source: longer than {MAX_SOURCE_CHARS} characters: {_shown(alert.source)}")
+    if alert.hostname is not None and len(alert.hostname) > MAX_HOSTNAME_CHARS:
+        problems.append(f"hostname: longer than {MAX_HOSTNAME_CHARS} characters: {_shown(alert.hostname)}")
+    if alert.namespace is not None and not NAMESPACE_NAME.fullmatch(alert.namespace):
+        problems.append(
+            f"namespace: not a Kubernetes namespace name (DNS-1123 label): {_shown(alert.namespace)}"
+        )
+    if alert.pod is not None and not POD_NAME.fullmatch(alert.pod):
+        problems.append(f"k8s.pod.name: not a Kubernetes pod name (DNS-1123 subdomain): {_shown(alert.pod)}")
+    if problems:
+        raise AlertRejected(RejectReason.INVALID_ALERT, "; ".join(problems))
+    return alert
+
+
 def _validation_detail(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
@@ -201,7 +241,7 @@ def parse_one(doc: Any, *, received: datetime, index: int | None = None) -> Aler
         )
     try:
         payload = FalcoPayload.model_validate(doc)
-        return normalise(payload, received=received)
+        return _check_bounds(normalise(payload, received=received))
     except ValidationError as exc:
         raise AlertRejected(RejectReason.INVALID_ALERT, _validation_detail(exc), index=index) from None
     except AlertRejected as exc:
