@@ -35,6 +35,20 @@ class Settings(BaseComponentSettings):
         default=256, ge=1, description="alert streams (/v1/falco/stream) open at once; more get 503"
     )
     queue_size: int = Field(default=10_000, ge=1)
+    queue_max_bytes: int = Field(
+        default=48 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="bytes that request bodies being read and queued alerts may hold together",
+    )
+    request_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="a request's line, headers and body must arrive within this"
+    )
+    max_connections: int = Field(default=1000, ge=1, description="per port; past it requests get 503")
+    keepalive_seconds: float = Field(default=15.0, gt=0, description="idle keep-alive connections close")
+    shutdown_seconds: float = Field(default=5.0, ge=0, description="open connections get this on shutdown")
+    metrics_max_series: int = Field(
+        default=1000, ge=10, description="series per labelled alert/action counter; more go to _other"
+    )
     workers: int = Field(default=4, ge=1, le=256, description="alerts processed concurrently")
     policy_file: Path | None = Field(default=None, description="response policy YAML; unset: dry run")
     policy_reload_seconds: float = Field(default=10.0, gt=0)

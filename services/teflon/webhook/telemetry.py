@@ -1,21 +1,28 @@
 """Every Prometheus instrument the webhook exports, created on one registry per app.
 
 A registry per app (instead of the global default) lets each test start from zero and assert exact
-values. Labels are bounded: rule and priority come from the rules Falco loads, namespace can be switched
-off for clusters with many namespaces, and pod names or UIDs are never labels.
+values. Labels are bounded twice: each label taking values from alerts (rule, source, namespace) has its
+own cap on distinct values, and each labelled family has a cap on its series (``max_series``) above
+those, because 1,000 rules times 5,000 namespaces would still be five million series. Namespace can be
+switched off for clusters with many namespaces, and pod names or UIDs are never labels.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.metrics_core import Metric
 from prometheus_client.process_collector import ProcessCollector
 
 NO_NAMESPACE = ""
 OVERFLOW = "_other"
 
 log = logging.getLogger(__name__)
+
+# A `_created` series per counter series doubles /metrics and says nothing a scrape needs.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -43,10 +50,54 @@ class BoundedLabel:
         return raw
 
 
+class CappedCounter:
+    """A labelled counter of at most ``max_series`` series, plus the overflow series later sets go to.
+
+    ``overflow`` maps a label tuple to the one it is counted under once the cap is reached (the same few
+    ``_other`` series), so counts are never lost, only merged. Reaching the cap is logged once.
+    """
+
+    def __init__(
+        self,
+        counter: Counter,
+        max_series: int,
+        overflow: Callable[[tuple[str, ...]], tuple[str, ...]],
+    ) -> None:
+        self.counter = counter
+        self.name = next(iter(counter.describe())).name
+        self.max_series = max_series
+        self._overflow = overflow
+        self._seen: set[tuple[str, ...]] = set()
+        self._warned = False
+
+    def labels(self, *values: str) -> Counter:
+        key = tuple(values)
+        if key not in self._seen:
+            if len(self._seen) >= self.max_series:
+                key = self._overflow(key)
+                if not self._warned:
+                    self._warned = True
+                    log.warning(
+                        "series limit reached; further label sets are counted as _other",
+                        extra={"metric": self.name, "limit": self.max_series},
+                    )
+            self._seen.add(key)
+        return self.counter.labels(*key)
+
+    @property
+    def series(self) -> int:
+        return len(self._seen)
+
+    def collect(self) -> Iterable[Metric]:
+        return self.counter.collect()
+
+
 class Telemetry:
     """The webhook's instruments and the small helpers that keep label values bounded."""
 
-    def __init__(self, registry: CollectorRegistry, *, namespace_label: bool = True) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, namespace_label: bool = True, max_series: int = 1000
+    ) -> None:
         self.registry = registry
         self.namespace_label = namespace_label
         # Rule names, sources and namespaces arrive in alerts; whoever can reach ingest must not be
@@ -55,17 +106,25 @@ class Telemetry:
         self._sources = BoundedLabel("source", 100)
         self._namespaces = BoundedLabel("namespace", 5000)
         ProcessCollector(registry=registry)
-        self.alerts = Counter(
-            "teflon_webhook_alerts_total",
-            "Falco alerts accepted, by rule, priority, source and namespace",
-            ["rule", "priority", "source", "namespace"],
-            registry=registry,
+        self.alerts = CappedCounter(
+            Counter(
+                "teflon_webhook_alerts_total",
+                "Falco alerts accepted, by rule, priority, source and namespace",
+                ["rule", "priority", "source", "namespace"],
+                registry=registry,
+            ),
+            max_series,
+            lambda key: (OVERFLOW, key[1], OVERFLOW, OVERFLOW),
         )
-        self.actions = Counter(
-            "teflon_webhook_actions_total",
-            "Response decisions by action, result (applied, dry_run, skipped, ...), mode and namespace",
-            ["action", "result", "mode", "namespace"],
-            registry=registry,
+        self.actions = CappedCounter(
+            Counter(
+                "teflon_webhook_actions_total",
+                "Response decisions by action, result (applied, dry_run, skipped, ...), mode and namespace",
+                ["action", "result", "mode", "namespace"],
+                registry=registry,
+            ),
+            max_series,
+            lambda key: (*key[:3], OVERFLOW),
         )
         self.skips = Counter(
             "teflon_webhook_skips_total",
