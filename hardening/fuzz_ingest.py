@@ -282,7 +282,7 @@ class Fuzzer:
     async def one(self, req: Request) -> None:
         telemetry = self.app.service.telemetry
         rejected_before = total(telemetry.rejected)
-        alerts_before = sum(total(telemetry.alerts).values())
+        alerts_before = sum(total(telemetry.alerts.counter).values())
         app = self.app.ops if req.app == "ops" else self.app.ingest
         try:
             status, raw = await asyncio.wait_for(call_asgi(app, req, self.rng), timeout=30)
@@ -298,7 +298,7 @@ class Fuzzer:
             for k, v in rejected.items()
             if v != rejected_before.get(k, 0.0)
         }
-        alerts = sum(total(telemetry.alerts).values()) - alerts_before
+        alerts = sum(total(telemetry.alerts.counter).values()) - alerts_before
         problem = self.check(req, status, raw, delta, alerts)
         if problem:
             self.tally.violations.append(f"{problem} <- {req.describe()}")

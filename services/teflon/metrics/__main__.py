@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from teflon.common import kube
 from teflon.common.logs import setup_logging
+from teflon.common.logthrottle import throttle
+from teflon.common.serving import bounded_h11, server_limits
 from teflon.common.settings import load_settings
 from teflon.metrics.app import Components, create_app
 from teflon.metrics.auth import (
@@ -30,7 +32,7 @@ from teflon.metrics.provider import ConfiguredProvider
 from teflon.metrics.resources import KubeObjects
 from teflon.metrics.settings import Settings
 from teflon.metrics.telemetry import Telemetry
-from teflon.metrics.tls import ServerTLS, https_config
+from teflon.metrics.tls import ServerTLS, TLSH11Protocol, https_config
 
 log = logging.getLogger("teflon.metrics")
 
@@ -79,8 +81,33 @@ async def serve(settings: Settings) -> None:
         ready=lambda: source.current is not None,
     )
     app = create_app(components)
-    api = _Server(https_config(app.api, host=settings.host, port=settings.port, server_tls=server_tls))
-    ops = _Server(uvicorn.Config(app.ops, host=settings.host, port=settings.ops_port, log_config=None))
+    limits = server_limits(
+        max_connections=settings.max_connections,
+        keepalive_seconds=settings.keepalive_seconds,
+        shutdown_seconds=settings.shutdown_seconds,
+    )
+    api = _Server(
+        https_config(
+            app.api,
+            host=settings.host,
+            port=settings.port,
+            server_tls=server_tls,
+            protocol=bounded_h11(settings.request_timeout_seconds, TLSH11Protocol),
+            **limits,
+        )
+    )
+    ops = _Server(
+        uvicorn.Config(
+            app.ops,
+            host=settings.host,
+            port=settings.ops_port,
+            log_config=None,
+            http=bounded_h11(settings.request_timeout_seconds),
+            **limits,
+        )
+    )
+    # Refusals and protocol errors are logged per request, and anyone who reaches a port can cause them.
+    throttle(logging.getLogger("teflon.metrics.auth"), logging.getLogger("uvicorn.error"))
     background = [
         asyncio.create_task(_refresh_until_loaded(source, settings.auth_refresh_seconds)),
         asyncio.create_task(_watch_cert(server_tls)),

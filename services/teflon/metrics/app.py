@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator import Instrumentator
 from pydantic import BaseModel
 
+from teflon.common.serving import BoundedMethods
 from teflon.metrics import wire
 from teflon.metrics.auth import Attributes, Authenticator, Authorizer, Headers, UserInfo
 from teflon.metrics.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated, install_error_handlers
@@ -282,6 +283,7 @@ def _api_app(c: Components) -> FastAPI:
     gate = Gate(c.authenticator, c.authorizer)
     _add_discovery_routes(app, c, gate)
     _add_metric_routes(app, c, gate)
+    app.add_middleware(BoundedMethods)  # added last: outermost, before the request metrics
     return app
 
 
@@ -300,4 +302,5 @@ def _ops_app(c: Components) -> FastAPI:
     for path in HEALTH_PATHS:
         app.add_api_route(path, _health(c, path), methods=["GET"], include_in_schema=False)
     Instrumentator(registry=c.registry).expose(app, include_in_schema=False)
+    app.add_middleware(BoundedMethods)
     return app

@@ -24,6 +24,10 @@ class Settings(BaseComponentSettings):
     kubeconfig: str = ""
     auth_refresh_seconds: float = Field(default=60.0, gt=0)
     authz_cache_seconds: float = Field(default=5.0, ge=0)
+    request_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
+    keepalive_seconds: float = Field(default=75.0, gt=0)
+    shutdown_seconds: float = Field(default=5.0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

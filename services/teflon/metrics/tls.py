@@ -27,7 +27,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from teflon.common.serving import BoundedH11Protocol
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,8 @@ class _WithTLS:
         await self._app(scope, receive, send)
 
 
-class TLSH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol that publishes the connection's client certificate to the app."""
+class TLSH11Protocol(BoundedH11Protocol):
+    """uvicorn's h11 protocol (with a request deadline) that publishes the client certificate to the app."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -209,13 +210,21 @@ class ServerTLS:
                 self._trusted.add(pem)
 
 
-def https_config(app: Any, *, host: str, port: int, server_tls: ServerTLS, **kwargs: Any) -> uvicorn.Config:
-    """A uvicorn config serving ``app`` over ``server_tls`` with the certificate-aware protocol."""
+def https_config(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    server_tls: ServerTLS,
+    protocol: type[BoundedH11Protocol] = TLSH11Protocol,
+    **kwargs: Any,
+) -> uvicorn.Config:
+    """A uvicorn config serving ``app`` over ``server_tls`` with the certificate-aware ``protocol``."""
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        http=TLSH11Protocol,
+        http=protocol,
         ssl_context_factory=lambda _cfg, _default: server_tls.context,
         log_config=None,
         **kwargs,

@@ -18,12 +18,13 @@ import uvicorn
 
 from teflon.common.kube import KubeClient, KubeError
 from teflon.common.logs import setup_logging
+from teflon.common.serving import bounded_h11, server_limits
 from teflon.common.settings import load_settings
 from teflon.webhook.actions import ClusterActions
 from teflon.webhook.app import create_app
 from teflon.webhook.kube_actions import KubeClusterActions
 from teflon.webhook.settings import Settings
-from teflon.webhook.stream import keepalive_listener
+from teflon.webhook.stream import STREAM_PATH, keepalive_listener
 
 log = logging.getLogger("teflon.webhook")
 
@@ -56,10 +57,18 @@ def server_configs(settings: Settings, ingest: object, ops: object) -> tuple[uvi
         "log_config": None,
         "access_log": False,
         "server_header": False,
+        **server_limits(
+            max_connections=settings.max_connections,
+            keepalive_seconds=settings.keepalive_seconds,
+            shutdown_seconds=settings.shutdown_seconds,
+        ),
     }
+    # An alert stream's body lasts as long as its sender likes: only its headers have a deadline.
+    ingest_http = bounded_h11(settings.request_timeout_seconds, streaming_paths=frozenset({STREAM_PATH}))
+    ops_http = bounded_h11(settings.request_timeout_seconds)
     return (
-        uvicorn.Config(ingest, host=settings.host, port=settings.port, **common, **tls),  # type: ignore[arg-type]
-        uvicorn.Config(ops, host=settings.host, port=settings.ops_port, **common),  # type: ignore[arg-type]
+        uvicorn.Config(ingest, host=settings.host, port=settings.port, http=ingest_http, **common, **tls),  # type: ignore[arg-type]
+        uvicorn.Config(ops, host=settings.host, port=settings.ops_port, http=ops_http, **common),  # type: ignore[arg-type]
     )
 
 

@@ -7,6 +7,7 @@ plain cluster-internal HTTP, and neither must expose the other's routes. Routes 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from prometheus_fastapi_instrumentator import Instrumentator, metrics
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
+from teflon.common.logthrottle import throttle
+from teflon.common.serving import BoundedMethods
 from teflon.common.wire import RateSnapshot, RatesQuery
 from teflon.webhook.actions import ClusterActions
 from teflon.webhook.alert import (
@@ -31,6 +34,7 @@ from teflon.webhook.alert import (
     is_ndjson,
     parse_one,
 )
+from teflon.webhook.intake import request_body
 from teflon.webhook.service import QueueFull, ShuttingDown, WebhookService
 from teflon.webhook.settings import Settings
 from teflon.webhook.stream import STREAM_PATH, StreamGate, stream_router
@@ -91,23 +95,6 @@ class WebhookApp:
     streams: StreamGate
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing it as soon as it is known to exceed ``limit`` bytes (before parsing)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise AlertRejected(
-            RejectReason.BODY_TOO_LARGE, f"body of {declared} bytes is over the limit of {limit}"
-        )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise AlertRejected(RejectReason.BODY_TOO_LARGE, f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def parse_request(body: bytes, content_type: str) -> tuple[list[Alert], list[AlertRejected]]:
     """Alerts from one request body, and the items that failed validation."""
     docs = decode_body(body, ndjson=is_ndjson(content_type))
@@ -137,8 +124,8 @@ def _ingest_router(service: WebhookService, settings: Settings, telemetry: Telem
     router = APIRouter()
 
     async def ingest(request: Request) -> Response:
-        body = await read_body(request, settings.max_body_bytes)
-        alerts, errors = parse_request(body, request.headers.get("content-type", ""))
+        async with request_body(request, settings.max_body_bytes, service.memory) as body:
+            alerts, errors = parse_request(body, request.headers.get("content-type", ""))
         if not alerts:
             raise BatchRejected(errors)
         for err in errors:
@@ -148,7 +135,7 @@ def _ingest_router(service: WebhookService, settings: Settings, telemetry: Telem
                 "alerts rejected from a batch",
                 extra={"accepted": len(alerts), "rejected": len(errors), "first_error": errors[0].detail},
             )
-        service.submit(alerts)
+        service.submit(alerts, body_bytes=len(body))
         # Serialised directly: this answer is on Falco's output thread's clock, and FastAPI's response
         # validation of a model we just built would only add time.
         reply = IngestReply(accepted=len(alerts), rejected=_items(errors))
@@ -182,7 +169,9 @@ def _ops_router(service: WebhookService, telemetry: Telemetry) -> APIRouter:
 
     @router.get("/metrics")
     async def metrics() -> Response:
-        return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
+        # Rendered in a thread: a large registry must not hold up probes and ingest on the event loop.
+        body = await asyncio.to_thread(generate_latest, telemetry.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/v1/rates")
     async def rates(query: Annotated[RatesQuery, Query()]) -> RateSnapshot:
@@ -268,7 +257,11 @@ def create_app(
     instrument (a fresh one by default, so apps never share counters).
     """
     registry = registry if registry is not None else CollectorRegistry()
-    telemetry = Telemetry(registry, namespace_label=settings.metrics_namespace_label)
+    telemetry = Telemetry(
+        registry, namespace_label=settings.metrics_namespace_label, max_series=settings.metrics_max_series
+    )
+    # Every refusal is logged, and a sender can cause as many as it likes: at most a few lines per kind.
+    throttle(log, logging.getLogger("uvicorn.error"))
     service = WebhookService(settings, telemetry=telemetry, actions=actions)
 
     ingest = FastAPI(title="teflon webhook ingest", docs_url=None, redoc_url=None, openapi_url=None)
@@ -283,7 +276,9 @@ def create_app(
     http.add(metrics.requests(registry=registry))
     http.add(metrics.latency(buckets=_HTTP_BUCKETS, registry=registry))
     http.instrument(ingest)
+    ingest.add_middleware(BoundedMethods)  # added last: outermost, before the request metrics
 
     ops = FastAPI(title="teflon webhook ops", docs_url=None, redoc_url=None)
     ops.include_router(_ops_router(service, telemetry))
+    ops.add_middleware(BoundedMethods)
     return WebhookApp(ingest=ingest, ops=ops, service=service, registry=registry, streams=streams)

@@ -185,7 +185,7 @@ class StreamIngest:
             self._reject(exc.reason, exc.detail)
             return
         try:
-            self.service.submit([alert])
+            self.service.submit([alert], body_bytes=len(line))
         except QueueFull:
             self._reject(RejectReason.QUEUE_FULL, "alert queue full: line dropped")
             return
