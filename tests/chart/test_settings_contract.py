@@ -67,7 +67,7 @@ def test_large_numbers_are_rendered_as_plain_integers() -> None:
     (container,) = render().workload("webhook")["spec"]["template"]["spec"]["containers"]
     env = env_of(container)
     assert env["TEFLON_WEBHOOK_MAX_BODY_BYTES"]["value"] == "1048576"
-    assert env["TEFLON_WEBHOOK_RATE_MAX_TRACKED"]["value"] == "200000"
+    assert env["TEFLON_WEBHOOK_RATE_MAX_TRACKED"]["value"] == "50000"
 
 
 def test_the_webhook_learns_its_namespace_and_pod_name_from_the_downward_api() -> None:

@@ -36,7 +36,7 @@ class Settings(BaseComponentSettings):
     )
     queue_size: int = Field(default=10_000, ge=1)
     queue_max_bytes: int = Field(
-        default=48 * 1024 * 1024,
+        default=24 * 1024 * 1024,
         ge=1024 * 1024,
         description="bytes that request bodies being read and queued alerts may hold together",
     )
@@ -55,7 +55,9 @@ class Settings(BaseComponentSettings):
     namespace: str = Field(default="teflon", min_length=1, description="own namespace, always protected")
     pod_name: str = Field(default="teflon-webhook", min_length=1, max_length=128)
     kubeconfig: str = Field(default="", description="empty: in-cluster credentials, else this file")
-    rate_max_tracked: int = Field(default=200_000, ge=1)
+    # ~1.4 KiB per tracked pod with its workload and namespace (docs/benchmarks.md): 50,000 keep the rate
+    # tracker near 70 MiB, inside the chart's 256 MiB limit with room for the queue and a scrape.
+    rate_max_tracked: int = Field(default=50_000, ge=1)
     rate_ttl_seconds: float = Field(default=900.0, ge=300.0, description="at least the longest window")
     metrics_namespace_label: bool = True
     drain_seconds: float = Field(default=20.0, ge=0)
