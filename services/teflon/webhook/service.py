@@ -169,6 +169,9 @@ class WebhookService:
             finally:
                 self.memory.give(cost)
                 self.queue.task_done()
+            # get() does not suspend while the queue holds alerts, and in dry run neither may handle():
+            # yield once per alert so probes and ingest are served while a deep queue drains.
+            await asyncio.sleep(0)
 
     @staticmethod
     def _next_claim_sweep() -> float:
