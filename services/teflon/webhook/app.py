@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 # Alerts validated between two chances for the event loop to serve other requests (about 5 ms).
 _PARSE_SLICE = 100
+# Bodies above this (Falco's own are a few KiB) are batches: parsed in slices, one batch at a time, so
+# that concurrent batches cannot each add a slice to every turn of the loop.
+_BATCH_BYTES = 64 * 1024
 _HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 _STATUS = {
@@ -146,11 +149,16 @@ def _items(errors: list[AlertRejected]) -> list[RejectedItem]:
 
 def _ingest_router(service: WebhookService, settings: Settings, telemetry: Telemetry) -> APIRouter:
     router = APIRouter()
+    batches = asyncio.Semaphore(1)
 
     async def ingest(request: Request) -> Response:
         content_type = request.headers.get("content-type", "")
         async with request_body(request, settings.max_body_bytes, service.memory) as body:
-            alerts, errors = await parse_request_yielding(body, content_type)
+            if len(body) > _BATCH_BYTES:
+                async with batches:
+                    alerts, errors = await parse_request_yielding(body, content_type)
+            else:
+                alerts, errors = parse_request(body, content_type)
         if not alerts:
             raise BatchRejected(errors)
         for err in errors:
