@@ -40,12 +40,6 @@ def chart_memory_limit(component: str) -> int:
     return int(text[:-2]) * _UNITS[text[-2:]]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -132,8 +126,14 @@ class Watch:
     @contextlib.contextmanager
     def running(self) -> Iterator[Watch]:
         prober = subprocess.Popen(
-            [sys.executable, "-m", "hardening.prober", str(self.server.ports["ops"]), str(self.interval)],
-            cwd=REPO / "tests",
+            [
+                sys.executable,
+                "-m",
+                "tests.hardening.prober",
+                str(self.server.ports["ops"]),
+                str(self.interval),
+            ],
+            cwd=REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )

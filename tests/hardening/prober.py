@@ -1,4 +1,4 @@
-"""``python -m hardening.prober PORT``: time ``GET /healthz`` on 127.0.0.1:PORT until stdin closes.
+"""``python -m tests.hardening.prober PORT``: time ``GET /healthz`` on 127.0.0.1:PORT until stdin closes.
 
 A process of its own, so that the attack's threads in the test process cannot delay the probe and
 be mistaken for the server's slowness. Prints one JSON object: every latency (seconds) and failures.
@@ -16,7 +16,12 @@ import time
 def main() -> None:
     port, interval = int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 0.02
     stop = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+
+    def wait_for_eof() -> None:
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=wait_for_eof, daemon=True).start()
     latencies: list[float] = []
     failures: list[str] = []
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)

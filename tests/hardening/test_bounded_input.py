@@ -175,9 +175,15 @@ async def test_the_method_guard_passes_known_methods_unchanged() -> None:
     async def app(scope: Any, _receive: Any, _send: Any) -> None:
         seen.append(scope["method"])
 
+    async def nothing() -> dict[str, Any]:
+        return {}
+
+    async def ignore(_message: Any) -> None:
+        return None
+
     guard = BoundedMethods(app)
     for method in ("GET", "POST", "DELETE", "get", "BREW", "X" * 12_000):
-        await guard({"type": "http", "method": method}, None, None)
+        await guard({"type": "http", "method": method}, nothing, ignore)
     assert seen == ["GET", "POST", "DELETE", OTHER_METHOD, OTHER_METHOD, OTHER_METHOD]
 
 

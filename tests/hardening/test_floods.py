@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from harness.certs import CertificateAuthority
+from tests.harness.certs import CertificateAuthority
+from tests.harness.ports import free_port
 
 from .floods import (
     REPO,
@@ -28,7 +29,6 @@ from .floods import (
     closed_within,
     connect,
     flood,
-    free_port,
     send_request,
     stall,
     start,
@@ -168,7 +168,8 @@ def test_megabyte_namespaces(webhook: Server) -> None:
 
 def test_distinct_rule_and_namespace_pairs(webhook: Server) -> None:
     def batch(i: int) -> bytes:
-        alerts, size = [], 0
+        alerts: list[bytes] = []
+        size = 0
         while size < 420_000:
             n = len(alerts)
             one = alert(namespace=f"ns-{i}-{n}", rule=f"rule {i} {n} " + "r" * 200)
