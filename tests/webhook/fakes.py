@@ -13,6 +13,7 @@ from teflon.common.kube import JSON, KubeError
 from teflon.webhook.actions import ActionResult, Outcome
 from teflon.webhook.claims import Claim, claim_name
 from teflon.webhook.objects import PodRef
+from teflon.webhook.quarantine import QuarantineOrder
 
 
 @dataclass
@@ -50,6 +51,7 @@ class FakeActions:
     outcomes: dict[str, ActionResult] = field(default_factory=dict)
     leases: FakeLeases = field(default_factory=FakeLeases)
     claims: list[tuple[str, str, str]] = field(default_factory=list)  # (holder, lease name, result)
+    records: dict[tuple[str, str], JSON] = field(default_factory=dict)  # quarantine record Leases
     pod_gets: int = 0
     fail_pod_get: bool = False
     is_reachable: bool = True
@@ -142,6 +144,36 @@ class FakeActions:
     async def delete_pod(self, pod: PodRef, grace_period_seconds: int | None) -> ActionResult:
         self.calls.append(("delete", pod, grace_period_seconds))
         return self._outcome("delete")
+
+    async def quarantine_pod(self, order: QuarantineOrder) -> ActionResult:
+        self.calls.append(("quarantine", order.pod, order))
+        return self._outcome("quarantine")
+
+    async def quarantine_records(self, namespace: str) -> list[JSON]:
+        return [r for (ns, _name), r in self.records.items() if ns == namespace]
+
+    async def patch_record(self, namespace: str, name: str, patch: list[JSON]) -> bool:
+        record = self.records.get((namespace, name))
+        if record is None or patch[0]["value"] != record["metadata"]["resourceVersion"]:
+            return False
+        notes = record["metadata"]["annotations"]
+        for op in patch[1:]:
+            key = op["path"].rsplit("/", 1)[-1].replace("~1", "/").replace("~0", "~")
+            if op["op"] == "remove":
+                notes.pop(key, None)
+            elif op["path"].startswith("/metadata/annotations/"):
+                notes[key] = op["value"]
+        record["metadata"]["resourceVersion"] = str(int(record["metadata"]["resourceVersion"]) + 1)
+        self.calls.append(("patch_record", PodRef(namespace, name, ""), patch))
+        return True
+
+    async def delete_record(self, namespace: str, name: str, resource_version: str) -> None:
+        self.records.pop((namespace, name), None)
+
+    async def mark_expiry(self, namespace: str, name: str, uid: str, expires: str) -> None:
+        pod = self.pods.get((namespace, name))
+        if pod is not None and pod["metadata"]["uid"] == uid:
+            pod["metadata"].setdefault("annotations", {})["teflon.io/quarantine-expires"] = expires
 
     async def record_event(
         self, pod: PodRef, *, action: str, reason: str, note: str, warning: bool = True

@@ -96,8 +96,9 @@ def test_protections_forbid_touching_the_pods_no_rule_may_touch(
     assert protection_for(policy, alert, pod) is expected
 
 
-def test_only_evict_and_delete_take_a_pod_out_of_its_workload() -> None:
-    assert {a for a in ActionType if removes_pod(a)} == {ActionType.EVICT, ActionType.DELETE}
+def test_evict_delete_and_quarantine_take_a_pod_out_of_its_workload() -> None:
+    removing = {a for a in ActionType if removes_pod(a)}
+    assert removing == {ActionType.EVICT, ActionType.DELETE, ActionType.QUARANTINE}
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,8 @@ Usage: {{ include "teflon.webhook.rbacRules" . | nindent 2 }}
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create]
-{{- if has "delete" $actions }}
+{{- if or (has "delete" $actions) (has "quarantine" $actions) }}
+{{- /* quarantine deletes the pods it kept once their TTL passes, or on release. */}}
 - apiGroups: [""]
   resources: [pods]
   verbs: [delete]
@@ -48,13 +49,14 @@ Usage: {{ include "teflon.webhook.rbacRules" . | nindent 2 }}
   resources: [pods/eviction]
   verbs: [create]
 {{- end }}
-{{- if or (has "label" $actions) (has "isolate" $actions) }}
-{{- /* isolate also labels the pod: its NetworkPolicy selects the pod by that label. */}}
+{{- if or (has "label" $actions) (has "isolate" $actions) (has "quarantine" $actions) }}
+{{- /* isolate also labels the pod: its NetworkPolicy selects the pod by that label; quarantine
+removes the labels the ReplicaSet selects on. */}}
 - apiGroups: [""]
   resources: [pods]
   verbs: [patch]
 {{- end }}
-{{- if has "isolate" $actions }}
+{{- if or (has "isolate" $actions) (has "quarantine" $actions) }}
 {{- /* get and update: an isolation policy left from an earlier pod of the same name is re-pointed. */}}
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]

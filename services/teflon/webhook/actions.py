@@ -9,13 +9,22 @@ mutating call carries the pod's UID as a precondition, so a replacement pod that
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, assert_never
 
 from teflon.webhook.claims import ClaimStore
 from teflon.webhook.objects import JSON, PodRef
-from teflon.webhook.policy import Action, DeleteAction, EvictAction, IsolateAction, LabelAction
+from teflon.webhook.policy import (
+    Action,
+    DeleteAction,
+    EvictAction,
+    IsolateAction,
+    LabelAction,
+    QuarantineAction,
+)
+from teflon.webhook.quarantine import Plan, QuarantineOrder
 
 ISOLATE_LABEL = "teflon.io/isolate"
 
@@ -59,6 +68,10 @@ class PodResponder(Protocol):
 
     async def delete_pod(self, pod: PodRef, grace_period_seconds: int | None) -> ActionResult: ...
 
+    async def quarantine_pod(self, order: QuarantineOrder) -> ActionResult:
+        """Record, isolate and detach the pod from its ReplicaSet (``teflon.webhook.quarantine``)."""
+        ...
+
 
 class EventRecorder(Protocol):
     async def record_event(
@@ -68,7 +81,27 @@ class EventRecorder(Protocol):
         ...
 
 
-class ClusterActions(PodReader, PodResponder, EventRecorder, ClaimStore, Protocol):
+class QuarantineStore(Protocol):
+    """The quarantine records in teflon's namespace."""
+
+    async def quarantine_records(self, namespace: str) -> list[JSON]:
+        """Every record Lease. Raises ``KubeError`` when they cannot be listed."""
+        ...
+
+    async def patch_record(self, namespace: str, name: str, patch: list[JSON]) -> bool:
+        """Apply a resourceVersion-tested JSON patch; False when another writer changed it first."""
+        ...
+
+    async def delete_record(self, namespace: str, name: str, resource_version: str) -> None:
+        """Delete the record (only that version when given); absent or changed is not an error."""
+        ...
+
+    async def mark_expiry(self, namespace: str, name: str, uid: str, expires: str) -> None:
+        """Write a new expiry annotation on the pod, guarded by its UID."""
+        ...
+
+
+class ClusterActions(PodReader, PodResponder, EventRecorder, ClaimStore, QuarantineStore, Protocol):
     """Every role on one connection, as the service wires it; plus health and shutdown."""
 
     async def reachable(self) -> bool: ...
@@ -76,8 +109,16 @@ class ClusterActions(PodReader, PodResponder, EventRecorder, ClaimStore, Protoco
     async def aclose(self) -> None: ...
 
 
-async def perform(responder: PodResponder, action: Action, pod: PodRef) -> ActionResult:
-    """Carry out ``action`` on ``pod``: one case per action type, and mypy fails when one is missing."""
+async def perform(
+    responder: PodResponder,
+    action: Action,
+    pod: PodRef,
+    order: Callable[[QuarantineAction], QuarantineOrder],
+) -> ActionResult:
+    """Carry out ``action`` on ``pod``: one case per action type, and mypy fails when one is missing.
+
+    ``order`` builds a quarantine's order (its plan, cause and expiry) when the action is one.
+    """
     match action:
         case LabelAction():
             return await responder.label_pod(pod, dict(action.labels))
@@ -87,8 +128,24 @@ async def perform(responder: PodResponder, action: Action, pod: PodRef) -> Actio
             return await responder.evict_pod(pod, action.grace_period_seconds)
         case DeleteAction():
             return await responder.delete_pod(pod, action.grace_period_seconds)
+        case QuarantineAction():
+            return await _quarantine(responder, order(action))
         case _:
             assert_never(action)
+
+
+async def _quarantine(responder: PodResponder, order: QuarantineOrder) -> ActionResult:
+    """The quarantine's plan: detach and keep, or the fallback the decision names in its detail."""
+    match order.plan:
+        case Plan.REPLACE:
+            return await responder.quarantine_pod(order)
+        case Plan.ISOLATE:
+            result = await responder.isolate_pod(order.pod)
+        case Plan.DELETE:
+            result = await responder.delete_pod(order.pod, None)
+        case _:
+            assert_never(order.plan)
+    return ActionResult(result.outcome, f"{order.fallback_reason}: {result.detail}".strip(": "))
 
 
 def isolation_policy_name(pod_name: str) -> str:

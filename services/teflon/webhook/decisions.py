@@ -14,6 +14,7 @@ from typing import assert_never
 from teflon.webhook.alert import Alert
 from teflon.webhook.objects import PodView, ReplicaCount
 from teflon.webhook.policy import ActionType, Mode, Policy
+from teflon.webhook.quarantine import AT as QUARANTINED_AT
 
 
 class Result(StrEnum):
@@ -52,6 +53,7 @@ class Skip(StrEnum):
     BUDGET = "budget"
     CIRCUIT_OPEN = "circuit_open"
     LOOKUP_FAILED = "lookup_failed"
+    QUARANTINED = "quarantined"  # kept for forensics: no further action until its TTL
 
 
 # Results that end the rule's action list for this pod: it is gone, replaced, or the step did not happen.
@@ -134,6 +136,8 @@ def protection_for(policy: Policy, alert: Alert, pod: PodView) -> Skip | None:
     """The protection that forbids touching ``pod`` for ``alert``, if any. No rule overrides it."""
     if pod.labels.get(policy.opt_out_label) == "true":
         return Skip.OPTED_OUT
+    if QUARANTINED_AT in pod.annotations:
+        return Skip.QUARANTINED
     if pod.static:
         return Skip.STATIC_POD
     ctrl = pod.controller
@@ -151,7 +155,8 @@ def protection_for(policy: Policy, alert: Alert, pod: PodView) -> Skip | None:
 def removes_pod(action: ActionType) -> bool:
     """Whether ``action`` takes the pod out of its workload (and so needs ``minHealthyReplicas``)."""
     match action:
-        case ActionType.EVICT | ActionType.DELETE:
+        case ActionType.EVICT | ActionType.DELETE | ActionType.QUARANTINE:
+            # A quarantined pod leaves its workload at once; its replacement is not ready yet.
             return True
         case ActionType.LABEL | ActionType.ISOLATE:
             return False

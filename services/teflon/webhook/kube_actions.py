@@ -37,6 +37,7 @@ from teflon.webhook.actions import (
     label_patch,
 )
 from teflon.webhook.claims import KubeClaims
+from teflon.webhook.kube_quarantine import KubeQuarantine
 from teflon.webhook.objects import PodRef
 
 # Namespace and pod names come from alerts and go into URL paths. The HTTP client resolves dot
@@ -111,11 +112,12 @@ class KubePodResponder:
             if exc.status == 422:
                 # A failed JSON-patch `test` answers a bare 422 that does not say which operation failed;
                 # read the pod again to tell a replacement (the UID test) from a refused label.
-                return await self._explain_refused_patch(pod, exc)
+                return await self.explain_refused_patch(pod, exc)
             return ActionResult(Outcome.FAILED, str(exc))
         return ActionResult(Outcome.APPLIED, ", ".join(f"{k}={v}" for k, v in labels.items()))
 
-    async def _explain_refused_patch(self, pod: PodRef, exc: KubeError) -> ActionResult:
+    async def explain_refused_patch(self, pod: PodRef, exc: KubeError) -> ActionResult:
+        """What a 422 on a UID-tested patch means: the pod is gone, replaced, or the patch was refused."""
         try:
             current = await self._pods.get_pod(pod.namespace, pod.name)
         except KubeError:
@@ -226,6 +228,12 @@ class KubeClusterActions:
         self.claim = self.claims.claim
         self.release = self.claims.release
         self.sweep_claims = self.claims.sweep_claims
+        self.quarantine = KubeQuarantine(client, retry=retry, pods=self.pods, responder=self.responder)
+        self.quarantine_pod = self.quarantine.quarantine_pod
+        self.quarantine_records = self.quarantine.quarantine_records
+        self.patch_record = self.quarantine.patch_record
+        self.delete_record = self.quarantine.delete_record
+        self.mark_expiry = self.quarantine.mark_expiry
 
     async def reachable(self) -> bool:
         try:

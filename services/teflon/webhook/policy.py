@@ -33,6 +33,9 @@ class Mode(StrEnum):
     ENFORCE = "enforce"
 
 
+MAX_QUARANTINE_SECONDS = 30 * 86_400
+
+
 class Bucket(_Model):
     per_minute: float = Field(gt=0)
     burst: int = Field(ge=1)
@@ -88,6 +91,7 @@ class ActionType(StrEnum):
     ISOLATE = "isolate"
     EVICT = "evict"
     DELETE = "delete"
+    QUARANTINE = "quarantine"
 
 
 class LabelAction(_Model):
@@ -109,7 +113,22 @@ class DeleteAction(_Model):
     grace_period_seconds: int | None = Field(default=None, ge=0)
 
 
-Action = Annotated[LabelAction | IsolateAction | EvictAction | DeleteAction, Field(discriminator="type")]
+class QuarantineAction(_Model):
+    """Detach the pod from its ReplicaSet and Services, isolate it, keep it ``ttl_seconds``, delete it.
+
+    A StatefulSet's pod cannot be replaced under its own name while it is kept: there the action
+    falls back to ``stateful_set_fallback``; pods of other controllers (Jobs, custom ones) to isolate.
+    """
+
+    type: Literal[ActionType.QUARANTINE]
+    ttl_seconds: int = Field(default=86_400, ge=60, le=MAX_QUARANTINE_SECONDS)
+    stateful_set_fallback: Literal["isolate", "delete"] = "isolate"
+
+
+Action = Annotated[
+    LabelAction | IsolateAction | EvictAction | DeleteAction | QuarantineAction,
+    Field(discriminator="type"),
+]
 
 
 class Rule(_Model):

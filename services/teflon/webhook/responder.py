@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
 
 from teflon.common.kube import KubeError
 from teflon.common.wire import Signal
@@ -25,12 +27,14 @@ from teflon.webhook.policy import (
     Action,
     Mode,
     Policy,
+    QuarantineAction,
     Rule,
     candidate_rules,
     effective_mode,
     is_protected_namespace,
     select_rule,
 )
+from teflon.webhook.quarantine import QuarantineOrder, plan_for
 from teflon.webhook.rates import RateTracker, Workload
 from teflon.webhook.record import DecisionRecorder, log
 from teflon.webhook.telemetry import Telemetry
@@ -50,6 +54,25 @@ class _Target:
     pod: PodView | None  # None without a cluster (dry run only)
     received: float
     workload: Workload | None
+
+    def order(self, action: QuarantineAction, *, record_namespace: str, holder: str) -> QuarantineOrder:
+        """The quarantine of this pod under ``action``: its plan by controller, its cause and expiry."""
+        controller = self.pod.controller if self.pod is not None else None
+        plan, why = plan_for(controller, action)
+        return QuarantineOrder(
+            pod=self.ref,
+            plan=plan,
+            controller=controller,
+            rule=self.rule.name,
+            alert_rule=self.alert.rule,
+            alert_priority=self.alert.priority.label,
+            alert_output=self.alert.output or "",
+            at=datetime.now(UTC).replace(microsecond=0),
+            ttl_seconds=action.ttl_seconds,
+            record_namespace=record_namespace,
+            holder=holder,
+            fallback_reason=why,
+        )
 
     def decided(
         self, action: Action, result: Result, reason: Skip | None = None, detail: str = ""
@@ -235,7 +258,8 @@ class Responder:
         if claim is None:
             return t.decided(action, Result.SKIPPED, Skip.DUPLICATE, "another replica holds the claim")
         try:
-            result = await perform(self._actions, action, t.ref)
+            order = partial(t.order, record_namespace=self._own_namespace, holder=self._identity)
+            result = await perform(self._actions, action, t.ref, order)
         except KubeError as exc:  # implementations map expected answers; anything else is a failure
             result = ActionResult(Outcome.FAILED, str(exc))
         self._telemetry.action_latency.labels(action.type.value).observe(max(0.0, self._clock() - t.received))

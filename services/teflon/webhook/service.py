@@ -17,11 +17,13 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 
 from teflon.common.wire import RateScope
 from teflon.webhook.actions import ClusterActions
 from teflon.webhook.alert import Alert, IngestError
-from teflon.webhook.policy import Mode, Policy, PolicyStore
+from teflon.webhook.keeper import sweep_quarantines
+from teflon.webhook.policy import Mode, Policy, PolicyStore, is_protected_namespace
 from teflon.webhook.rates import RateTracker
 from teflon.webhook.responder import Responder
 from teflon.webhook.settings import Settings
@@ -191,12 +193,38 @@ class WebhookService:
         if deleted:
             log.info("expired claims deleted", extra={"deleted": deleted})
 
+    async def sweep_quarantines(self) -> None:
+        """Delete quarantined pods whose TTL passed and carry out admins' release and extend requests.
+
+        In enforce mode only, like the claims: dry run never quarantines, so it never has to let go.
+        """
+        policy = self.policies.policy
+        if self.actions is None or policy is None or policy.mode is not Mode.ENFORCE:
+            return
+        own = self.settings.namespace
+        try:
+            swept = await sweep_quarantines(
+                self.actions,
+                own,
+                datetime.now(UTC),
+                protected=lambda ns: is_protected_namespace(policy, own, ns),
+            )
+        except Exception as exc:
+            log.warning("quarantine sweep failed", extra={"error": str(exc)})
+            return
+        for item in swept:
+            log.info(
+                "quarantine swept",
+                extra={"record": item.record, "due": item.due.value, "outcome": item.outcome},
+            )
+
     async def _housekeeping(self) -> None:
         next_sweep = time.monotonic() + _HOUSEKEEPING_SECONDS
         next_claim_sweep = self._next_claim_sweep()
         while True:
             await asyncio.sleep(self.settings.policy_reload_seconds)
             self.policies.load()
+            await self.sweep_quarantines()
             if time.monotonic() >= next_claim_sweep:
                 await self.sweep_claims()
                 next_claim_sweep = self._next_claim_sweep()
