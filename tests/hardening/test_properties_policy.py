@@ -3,7 +3,8 @@
 Whatever the rules say, however alerts arrive (bursts, concurrent workers, repeats, replaced pods,
 failing API calls), the responder never changes a pod in a protected namespace, never changes more
 than its budgets allow, never acts twice on one pod UID and action inside the dedupe window, never
-acts at all in dry-run mode, and only ever names the UID the pod has at that moment.
+quarantines a pod UID twice, never acts at all in dry-run mode, and only ever names the UID the pod
+has at that moment.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from teflon.webhook.alert import Alert, parse_one
 from teflon.webhook.claims import Claim
 from teflon.webhook.objects import PodRef
 from teflon.webhook.policy import Mode, Policy, effective_mode, is_protected_namespace
+from teflon.webhook.quarantine import AT as QUARANTINED_AT
+from teflon.webhook.quarantine import QuarantineOrder
 from teflon.webhook.rates import RateTracker
 from teflon.webhook.responder import Responder
 from teflon.webhook.telemetry import Telemetry
@@ -32,7 +35,7 @@ from teflon.webhook.telemetry import Telemetry
 OWN_NAMESPACE = "teflon"
 NAMESPACES = ["default", "shop", "kube-system", "kube-public", OWN_NAMESPACE, "dev-a", "prod"]
 PODS = [(ns, f"web-{i}") for ns in NAMESPACES for i in range(3)]
-ACTIONS = ["label", "isolate", "evict", "delete"]
+ACTIONS = ["label", "isolate", "evict", "delete", "quarantine"]
 FAILING = (Outcome.FAILED, Outcome.BLOCKED)  # nothing changed: the responder may try again
 EPS = 1e-6
 
@@ -54,6 +57,8 @@ class RecordingCluster:
     pods: dict[tuple[str, str], JSON] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     uid_mismatches: int = 0
+    quarantined: set[str] = field(default_factory=set)  # UIDs quarantined (applied)
+    double_quarantines: int = 0
     leases: dict[str, float] = field(default_factory=dict)  # claim name -> expiry on the clock
 
     def put_pod(self, namespace: str, name: str) -> None:
@@ -99,6 +104,34 @@ class RecordingCluster:
 
     async def delete_pod(self, pod: PodRef, grace_period_seconds: int | None) -> ActionResult:
         return await self._act("delete", pod)
+
+    async def quarantine_pod(self, order: QuarantineOrder) -> ActionResult:
+        ref = order.pod
+        if ref.uid in self.quarantined:
+            self.double_quarantines += 1
+        result = await self._act("quarantine", ref)
+        current = self.pods.get((ref.namespace, ref.name))
+        if (
+            result.outcome is Outcome.APPLIED
+            and current is not None
+            and current["metadata"]["uid"] == ref.uid
+        ):
+            # What the real patch writes; its record Lease (one per UID) is modelled by the set.
+            self.quarantined.add(ref.uid)
+            current["metadata"].setdefault("annotations", {})[QUARANTINED_AT] = "2026-12-04T12:00:00Z"
+        return result
+
+    async def quarantine_records(self, namespace: str) -> list[JSON]:
+        return []
+
+    async def patch_record(self, namespace: str, name: str, patch: list[JSON]) -> bool:
+        return False
+
+    async def delete_record(self, namespace: str, name: str, resource_version: str) -> None:
+        return None
+
+    async def mark_expiry(self, namespace: str, name: str, uid: str, expires: str) -> None:
+        return None
 
     async def record_event(
         self, pod: PodRef, *, action: str, reason: str, note: str, warning: bool = True
@@ -290,6 +323,7 @@ def test_no_policy_and_no_alert_stream_breaks_the_guards(
     for call in calls:
         assert not protected(policy, call.ref.namespace), f"acted in protected namespace {call.ref.namespace}"
     assert cluster.uid_mismatches == 0, "an action named a UID the pod no longer has"
+    assert cluster.double_quarantines == 0, "a pod UID was quarantined twice"
 
     # Every call took one token from the global bucket and one from its namespace's bucket.
     budgets = policy.budgets

@@ -120,10 +120,10 @@ def test_the_detach_patch_tests_the_uid_removes_the_selector_labels_and_records_
     assert "Terminal shell" in adds["/metadata/annotations/teflon.io~1quarantine-reason"]
 
 
-def _record(ref: PodRef, *, at: datetime = T0, ttl: int = 600, **notes: str) -> dict[str, Any]:
-    lease = record_lease(order(ref, ttl=ttl, at=at), namespace="teflon", holder="h")
+def _record(ref: PodRef, notes: dict[str, str] | None = None, *, at: datetime = T0) -> dict[str, Any]:
+    lease = record_lease(order(ref, at=at), namespace="teflon", holder="h")
     lease["metadata"]["resourceVersion"] = "1"
-    lease["metadata"]["annotations"].update(notes)
+    lease["metadata"]["annotations"].update(notes or {})
     return lease
 
 
@@ -134,15 +134,15 @@ def test_a_record_reads_back_and_falls_due_at_its_ttl_or_on_request() -> None:
     assert rec.pod == ref
     assert due(rec, T0 + timedelta(seconds=599)) is Due.KEEP
     assert due(rec, T0 + timedelta(seconds=600)) is Due.EXPIRE
-    released = Record.parse(_record(ref, **{RELEASE_REQUEST: "true"}))
+    released = Record.parse(_record(ref, {RELEASE_REQUEST: "true"}))
     assert released is not None
     assert due(released, T0) is Due.RELEASE
-    extend = Record.parse(_record(ref, **{EXTEND_REQUEST: "3600"}))
+    extend = Record.parse(_record(ref, {EXTEND_REQUEST: "3600"}))
     assert extend is not None
     assert due(extend, T0) is Due.EXTEND
     assert extend.extend_seconds == 3600
     for bad in ("soon", "-5", "0"):
-        rejected = Record.parse(_record(ref, **{EXTEND_REQUEST: bad}))
+        rejected = Record.parse(_record(ref, {EXTEND_REQUEST: bad}))
         assert rejected is not None
         assert due(rejected, T0) is Due.REJECT
 
@@ -242,8 +242,8 @@ def _quarantined(fake: FakeActions, name: str = "web-1", *, marked: bool = True,
     return PodRef(ns, name, pod["metadata"]["uid"])
 
 
-def _file(fake: FakeActions, ref: PodRef, **notes: str) -> None:
-    lease = _record(ref, **notes)
+def _file(fake: FakeActions, ref: PodRef, notes: dict[str, str] | None = None) -> None:
+    lease = _record(ref, notes)
     fake.records[("teflon", lease["metadata"]["name"])] = lease
 
 
@@ -289,9 +289,9 @@ async def test_a_replaced_pod_is_never_deleted_by_its_predecessors_record() -> N
 async def test_release_deletes_now_and_extend_moves_the_expiry_on_record_and_pod() -> None:
     fake = FakeActions()
     kept = _quarantined(fake, "web-1")
-    _file(fake, kept, **{EXTEND_REQUEST: "3600"})
+    _file(fake, kept, {EXTEND_REQUEST: "3600"})
     released = _quarantined(fake, "web-2")
-    _file(fake, released, **{RELEASE_REQUEST: "true"})
+    _file(fake, released, {RELEASE_REQUEST: "true"})
     swept = {s.due: s.outcome for s in await _sweep(fake, T0 + timedelta(seconds=60))}
     assert swept == {Due.EXTEND: "extended", Due.RELEASE: "applied"}
     assert fake.actions_called() == ["patch_record", "delete"]
@@ -312,14 +312,14 @@ async def test_release_deletes_now_and_extend_moves_the_expiry_on_record_and_pod
 async def test_extension_is_cut_at_thirty_days_and_a_bad_request_is_rejected_with_an_event() -> None:
     fake = FakeActions()
     ref = _quarantined(fake)
-    _file(fake, ref, **{EXTEND_REQUEST: str(90 * 86400)})
+    _file(fake, ref, {EXTEND_REQUEST: str(90 * 86400)})
     await _sweep(fake, T0)
     rec = Record.parse(next(iter(fake.records.values())))
     assert rec is not None
     assert rec.expires == T0 + timedelta(days=30)
     assert "30-day ceiling" in fake.events[-1]["note"]
     other = _quarantined(fake, "web-2")
-    _file(fake, other, **{EXTEND_REQUEST: "a while"})
+    _file(fake, other, {EXTEND_REQUEST: "a while"})
     await _sweep(fake, T0)
     assert fake.events[-1]["reason"] == "TeflonQuarantineRequestRejected"
     assert fake.pods[("shop", "web-2")]["metadata"]["annotations"][EXPIRES] == stamp(
