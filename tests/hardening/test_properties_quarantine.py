@@ -16,19 +16,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from teflon.webhook.keeper import sweep_quarantines
-from teflon.webhook.objects import OwnerRef, PodRef
+from teflon.webhook.objects import PodRef
 from teflon.webhook.quarantine import (
     AT,
     EXPIRES,
     EXTEND_REQUEST,
     QUARANTINE_LABEL,
     RELEASE_REQUEST,
-    Plan,
-    QuarantineOrder,
     record_lease,
     stamp,
 )
 from tests.webhook.fakes import FakeActions
+from tests.webhook.test_quarantine import order
 
 T0 = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 PROTECTED = {"kube-system", "teflon"}
@@ -45,22 +44,6 @@ POD = st.fixed_dictionaries(
 )
 
 
-def _order(ref: PodRef, ttl: int) -> QuarantineOrder:
-    return QuarantineOrder(
-        pod=ref,
-        plan=Plan.REPLACE,
-        controller=OwnerRef("apps/v1", "ReplicaSet", "web-1", controller=True),
-        rule="r",
-        alert_rule="Terminal shell in container",
-        alert_priority="Critical",
-        alert_output="",
-        at=T0,
-        ttl_seconds=ttl,
-        record_namespace="teflon",
-        holder="h",
-    )
-
-
 def _setup(fake: FakeActions, i: int, spec: dict[str, Any]) -> tuple[PodRef, bool]:
     """Put one pod (and maybe its record) in ``fake``; True when teflon quarantined exactly this pod."""
     notes: dict[str, str] = {}
@@ -73,7 +56,7 @@ def _setup(fake: FakeActions, i: int, spec: dict[str, Any]) -> tuple[PodRef, boo
     if spec["record"] == "none":
         return ref, False
     named = ref if spec["record"] == "same-uid" else PodRef(ref.namespace, ref.name, f"old-{i}")
-    lease = record_lease(_order(named, spec["ttl"]), namespace="teflon", holder="h")
+    lease = record_lease(order(named, ttl=spec["ttl"]), namespace="teflon", holder="h")
     lease["metadata"]["resourceVersion"] = "1"
     request = spec["request"]
     if request == "release":
