@@ -340,6 +340,14 @@ async def test_the_ingest_socket_probes_idle_peers_with_tcp_keepalive() -> None:
             assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
 
 
+async def test_the_ingest_socket_answers_without_waiting_for_a_delayed_ack() -> None:
+    listener = keepalive_listener("127.0.0.1", 0)
+    with listener, socket.create_connection(listener.getsockname()):
+        accepted, _ = listener.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
 _LINE_BYTES = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b""))
 
 
