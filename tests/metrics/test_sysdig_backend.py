@@ -10,7 +10,7 @@ import pytest
 from teflon.metrics.backends import BackendError, Target
 from teflon.metrics.backends.promql import render_query
 from teflon.metrics.backends.sysdig import NET_HTTP_REQUEST_COUNT_QUERY, sysdig_backend
-from teflon.metrics.config import SYSDIG_REGIONS, MetricDef, SysdigBackend, parse_config
+from teflon.metrics.config import SYSDIG_REGIONS, ConfigError, MetricDef, SysdigBackend, parse_config
 from teflon.metrics.resources import RESOURCE_TYPES
 from teflon.metrics.selectors import Selector
 from teflon.metrics.telemetry import Telemetry
@@ -140,3 +140,13 @@ def test_region_presets_resolve_to_the_monitor_api_host(region: str, url: str) -
 def test_the_us1_region_is_sysdigs_original_saas_host() -> None:
     assert SYSDIG_REGIONS["us1"] == "https://app.sysdigcloud.com"
     assert SYSDIG_REGIONS["eu1"] == "https://eu1.app.sysdig.com"
+
+
+def test_an_on_premises_url_is_used_instead_of_the_region_and_one_of_them_is_needed() -> None:
+    cfg = parse_config("backends: {sysdig: {region: us1, url: 'https://sysdig.example.com/', tokenFile: /t}}")
+    assert cfg.backends.sysdig is not None
+    assert cfg.backends.sysdig.base_url == "https://sysdig.example.com"
+    with pytest.raises(ConfigError, match="set region or url"):
+        parse_config("backends: {sysdig: {tokenFile: /t}}")
+    with pytest.raises(ConfigError, match="unknown region 'mars1'"):
+        parse_config("backends: {sysdig: {region: mars1, tokenFile: /t}}")

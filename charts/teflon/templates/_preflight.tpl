@@ -41,16 +41,21 @@ Usage: {{ include "teflon.preflight" . }}
 {{- if and $v.observability.prometheusRule.enabled $v.webhook.enabled (not $v.webhook.serviceMonitor.enabled) -}}
 {{- fail "ERROR: observability.prometheusRule.enabled needs webhook.serviceMonitor.enabled: the webhook alerts read the series that ServiceMonitor scrapes (without it, TeflonWebhookDown would fire forever)." -}}
 {{- end -}}
-{{- $sysdig := $v.metrics.backends.sysdig -}}
-{{- if $sysdig.enabled -}}
-{{- if and $sysdig.token $sysdig.existingSecret -}}
-{{- fail "ERROR: set either metrics.backends.sysdig.token or metrics.backends.sysdig.existingSecret, not both." -}}
+{{- range $name := include "teflon.metrics.tokenBackends" . | splitList "," | compact -}}
+{{- $cfg := index $v.metrics.backends $name -}}
+{{- if and $cfg.token $cfg.existingSecret -}}
+{{- fail (printf "ERROR: set either metrics.backends.%s.token or metrics.backends.%s.existingSecret, not both." $name $name) -}}
 {{- end -}}
-{{- if not (or $sysdig.token $sysdig.existingSecret) -}}
-{{- fail "ERROR: metrics.backends.sysdig.enabled is true but there is no token: set metrics.backends.sysdig.existingSecret (recommended) or metrics.backends.sysdig.token." -}}
+{{- if not (or $cfg.token $cfg.existingSecret) -}}
+{{- fail (printf "ERROR: metrics.backends.%s.enabled is true but there is no token: set metrics.backends.%s.existingSecret (recommended) or metrics.backends.%s.token." $name $name $name) -}}
 {{- end -}}
 {{- end -}}
-{{- $backends := dict "teflon" $v.webhook.enabled "prometheus" $v.metrics.backends.prometheus.enabled "sysdig" $sysdig.enabled -}}
+{{- $backends := dict "teflon" $v.webhook.enabled -}}
+{{- range $name, $cfg := $v.metrics.backends -}}
+{{- if ne $name "teflon" -}}
+{{- $_ := set $backends $name $cfg.enabled -}}
+{{- end -}}
+{{- end -}}
 {{- range $v.metrics.definitions -}}
 {{- if not (index $backends .backend) -}}
 {{- fail (printf "ERROR: metric %q uses backend %q, which is not enabled (%s). Enable it or remove the metric from metrics.definitions." .name .backend (ternary "webhook.enabled" (printf "metrics.backends.%s.enabled" .backend) (eq .backend "teflon"))) -}}

@@ -78,7 +78,10 @@ class PrometheusBackend(_Model):
 
 
 class SysdigBackend(_Model):
-    """The Sysdig Monitor Prometheus-compatible API (``{base}/prometheus/api/v1/query``)."""
+    """The Sysdig Monitor Prometheus-compatible API (``{base}/prometheus/api/v1/query``).
+
+    The base is ``url`` when set (on-premises), else the SaaS ``region``'s.
+    """
 
     region: str = ""
     url: str = ""
@@ -89,9 +92,10 @@ class SysdigBackend(_Model):
 
     @model_validator(mode="after")
     def _base(self) -> SysdigBackend:
-        if bool(self.region) == bool(self.url):
-            raise ValueError("set exactly one of region or url")
-        if self.region and self.region not in SYSDIG_REGIONS:
+        # url wins over region (an on-premises install), as the chart documents.
+        if not (self.region or self.url):
+            raise ValueError("set region or url")
+        if not self.url and self.region not in SYSDIG_REGIONS:
             raise ValueError(f"unknown region {self.region!r}; known: {', '.join(SYSDIG_REGIONS)}")
         if self.url and not self.url.startswith(("http://", "https://")):
             raise ValueError("url must start with http:// or https://")
