@@ -82,7 +82,7 @@ metrics:
         ("backends: {prometheus: {url: 'ftp://x'}}", "http"),
         ("backends: {teflon: {service: a, namespace: b, timeoutSeconds: 9}}", "timeoutSeconds"),
         ("backends: {sysdig: {region: mars1, tokenFile: /t}}", "unknown region"),
-        ("backends: {sysdig: {region: us1, url: 'https://x', tokenFile: /t}}", "exactly one"),
+        ("backends: {sysdig: {region: '', tokenFile: /t}}", "set region or url"),
         (
             "backends: {prometheus: {url: 'http://p'}}\n"
             "metrics: [{name: x, backend: prometheus, resources: [pods], query: 'up{a=\"{{ .pod }}\"}'}]",
