@@ -3,11 +3,8 @@
 The chart's webhook and metrics server run as real processes behind the chart's own Services
 (``tests/harness/stack.py``), so the API calls, the kube-aggregator and the RBAC are the real ones.
 
-* ``reaction``: an alert posted to a webhook replica, to the Kubernetes API call completed, seen on a
-  watch of the pods: the ``teflon.io/quarantined`` label appearing (label) or the pod getting its
-  ``deletionTimestamp`` (delete, grace period 0). One alert at a time, 0.2 s apart, so the figure is
-  the reaction of an idle responder, not queueing; the webhook's own
-  ``teflon_webhook_action_latency_seconds`` is reported beside it;
+* ``reaction`` (``bench.reaction``): an alert posted to a webhook replica or to Falco Talon, to the
+  Kubernetes API call completed, seen on a watch of the pods (``PodWatch``);
 * ``custom_metrics``: ``GET /apis/custom.metrics.k8s.io/v1beta2/...`` through the kube-apiserver and
   its aggregator to the metrics server and on to every webhook replica, for ``pods/*`` over 1,000
   Deployment pods and for the Deployment object, with a metric served from cache and one that is not.
@@ -37,20 +34,16 @@ import yaml
 
 from bench.alerts import AlertMix, Target
 from tests.harness.cluster import ROOT, ApiError, Cluster, ensure_up
-from tests.harness.prom import metric_sum
 from tests.harness.stack import ChartStack
 from tests.harness.stats import percentile
+from tests.harness.workloads import QUARANTINE_LABEL as LABEL
 from tests.harness.workloads import (
-    DELETE_RULE,
-    LABEL_RULE,
     deployment,
     ensure_namespace,
     ingest_url,
-    ops_url,
     unbounded_enforce_values,
     wait_ready_pods,
 )
-from tests.harness.workloads import QUARANTINE_LABEL as LABEL
 
 RELEASE = "teflon"
 NAMESPACE = "teflon-bench"
@@ -169,64 +162,6 @@ class PodWatch:
         return table[uid]
 
 
-def histogram_mean(text: str, action: str) -> tuple[float, float]:
-    name = "teflon_webhook_action_latency_seconds"
-    return metric_sum(text, f"{name}_sum", action=action), metric_sum(text, f"{name}_count", action=action)
-
-
-async def reaction(cluster: Cluster, stack: ChartStack, samples: int, rounds: int) -> dict[str, Any]:
-    replicas = samples * rounds + 5
-    ensure_namespace(cluster, TARGETS)
-    apply_deployment(cluster, "target", TARGETS, replicas)
-    wait_ready_pods(cluster, TARGETS, "target", replicas, timeout=300)
-    mix = AlertMix(pods=1)
-    url = ingest_url(stack, 0)
-    used: set[str] = set()
-    results: dict[str, list[float]] = {"label": [], "delete": []}
-    per_round: dict[str, list[float]] = {"label": [], "delete": []}
-    async with PodWatch(cluster, TARGETS) as watch, httpx.AsyncClient(timeout=10) as http:
-        before = (await http.get(f"{ops_url(stack, 'webhook', 0)}/metrics")).text
-        server_before = {a: histogram_mean(before, a) for a in results}
-        for r in range(rounds):
-            print(f"bench: reaction round {r + 1}/{rounds}", file=sys.stderr, flush=True)
-            round_values: dict[str, list[float]] = {"label": [], "delete": []}
-            for i in range(samples * 2):
-                action = "label" if i % 2 == 0 else "delete"
-                pods = wait_ready_pods(cluster, TARGETS, "target", replicas, timeout=120)
-                pod = next(p for p in pods if p["metadata"]["uid"] not in used)
-                uid = pod["metadata"]["uid"]
-                used.add(uid)
-                target = Target(TARGETS, pod["metadata"]["name"], uid, pod["spec"]["nodeName"])
-                body = mix.for_target(LABEL_RULE if action == "label" else DELETE_RULE, target)
-                await asyncio.sleep(0.2)
-                sent = time.monotonic()
-                resp = await http.post(url, content=body, headers={"Content-Type": "application/json"})
-                if resp.status_code != 202:
-                    raise RuntimeError(f"alert refused: {resp.status_code} {resp.text}")
-                seen = await watch.seen(watch.labelled if action == "label" else watch.deleting, uid)
-                round_values[action].append((seen - sent) * 1000)
-            for action, values in round_values.items():
-                results[action] += values
-                per_round[action].append(percentile(values, 50))
-        text = (await http.get(f"{ops_url(stack, 'webhook', 0)}/metrics")).text
-    out: dict[str, Any] = {}
-    for action, values in results.items():
-        total, count = histogram_mean(text, action)
-        total0, count0 = server_before[action]
-        out[action] = {
-            "samples": len(values),
-            "p50_ms": percentile(values, 50),
-            "p90_ms": percentile(values, 90),
-            "p99_ms": percentile(values, 99),
-            "max_ms": max(values),
-            "round_medians_ms": per_round[action],
-            "server_mean_ms": (total - total0) / max(1.0, count - count0) * 1000,
-            "server_count": count - count0,
-            "values_ms": values,
-        }
-    return out
-
-
 async def custom_metrics(
     cluster: Cluster, stack: ChartStack, pods: int, requests: int, rounds: int
 ) -> dict[str, Any]:
@@ -292,8 +227,10 @@ async def custom_metrics(
     } | {"pods": pods, "pods_ready_seconds": time.monotonic() - started}
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    samples = 10 if args.quick else 30
+def run(args: argparse.Namespace, peers: dict[str, Any]) -> dict[str, Any]:
+    from bench import reaction  # noqa: PLC0415 - bench.reaction builds on this module
+
+    samples = 4 if args.quick else 8
     pods = 200 if args.quick else 1000
     requests = 20 if args.quick else 100
     workdir = Path(tempfile.mkdtemp(prefix="teflon-bench-stack-"))
@@ -301,7 +238,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         with evidence_cluster() as cluster, installed_stack(cluster, workdir) as stack:
             out: dict[str, Any] = {"kubernetes": cluster.kubernetes_version}
-            out["reaction"] = asyncio.run(reaction(cluster, stack, samples, args.rounds))
+            out["reaction"] = asyncio.run(
+                reaction.run(
+                    cluster, stack, peers["falco-talon"], workdir, samples=samples, rounds=args.rounds
+                )
+            )
             out["custom_metrics"] = asyncio.run(custom_metrics(cluster, stack, pods, requests, args.rounds))
             for ns in (TARGETS, METRICS_NS):
                 with contextlib.suppress(ApiError):
