@@ -48,9 +48,16 @@ def test_every_scenario_gives_falco_a_configuration_falco_0_44_accepts(scenario:
     result = load_from_render(render(scenario))
     _ok(result)
     assert result.files[0] == "/etc/falco/falco.yaml"
-    # The configuration really is the wired one, not an empty document that trivially passes.
-    assert result.config["http_output"]["enabled"] is True
-    assert result.config["http_output"]["url"].endswith(f"-webhook.{NAMESPACE}.svc:2801/v1/falco")
+    # The configuration really is the wired one, not an empty document that trivially passes: exactly
+    # one transport to this release's webhook.
+    values = (yaml.safe_load(SCENARIO_PATHS[scenario].read_text()) if scenario else None) or {}
+    http, program = result.config["http_output"], result.config["program_output"]
+    if (values.get("falcoOutput") or {}).get("transport") == "program":
+        assert (http["enabled"], program["enabled"]) == (False, True)
+        assert f"-webhook.{NAMESPACE}.svc:2801/v1/falco/stream " in program["program"]
+    else:
+        assert (http["enabled"], program["enabled"]) == (True, False)
+        assert http["url"].endswith(f"-webhook.{NAMESPACE}.svc:2801/v1/falco")
     assert "container" in result.config["load_plugins"]
 
 
@@ -71,8 +78,9 @@ def test_scenarios_without_falco_render_no_falco() -> None:
             {"collectors": {"containerEngine": {"engines": {"lxc": {"enabled": True, "sockets": ["/x"]}}}}},
             "Additional properties are not allowed ('sockets' was unexpected)",
         ),
-        # teflon 0.1's program_output without the required program.
-        ({"falco": {"program_output": {"program": None}}}, "'program' is a required property"),
+        # A plugin without the required library (program_output's required program is guarded
+        # earlier: preflight refuses any override of the wiring keys).
+        ({"falco": {"plugins": [{"name": "json"}]}}, "'library_path' is a required property"),
         # A wrong type and a key Falco does not know.
         ({"falco": {"syscall_event_drops": {"threshold": "high"}}}, "'high' is not of type 'number'"),
         ({"falco": {"http_outptu": {"enabled": True}}}, "('http_outptu' was unexpected)"),

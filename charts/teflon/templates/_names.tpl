@@ -90,6 +90,14 @@ Usage: {{ include "teflon.webhook.ingestURL" . }}
 {{- end -}}
 
 {{/*
+teflon.webhook.streamURL: the URL Falco's program_output streams alerts to (one NDJSON request).
+Usage: {{ include "teflon.webhook.streamURL" . }}
+*/}}
+{{- define "teflon.webhook.streamURL" -}}
+{{- printf "%s/stream" (include "teflon.webhook.ingestURL" .) -}}
+{{- end -}}
+
+{{/*
 Ports (docs/design.md). They are contracts between the parts, not settings.
 Usage: {{ include "teflon.webhook.ingestPort" . }}
 */}}

@@ -139,12 +139,19 @@ Usage: {{ include "teflon.preflight.falco" . }}
 {{- fail (printf "ERROR: falco.namespaceOverride is %s: teflon deploys Falco in the release namespace (%s), next to the ConfigMap and Secret it reads. Install the release in the namespace you want Falco in." $f.namespaceOverride .Release.Namespace) -}}
 {{- end -}}
 {{- $http := $f.falco.http_output | default dict -}}
-{{- $expected := dict "enabled" "${TEFLON_FALCO_HTTP_ENABLED}" "url" "${TEFLON_FALCO_HTTP_URL}" "mtls" "${TEFLON_FALCO_HTTP_MTLS}" -}}
+{{- $outputs := dict
+  "http_output" (dict "enabled" "${TEFLON_FALCO_HTTP_ENABLED}" "url" "${TEFLON_FALCO_HTTP_URL}" "mtls" "${TEFLON_FALCO_HTTP_MTLS}")
+  "program_output" (dict "enabled" "${TEFLON_FALCO_PROGRAM_ENABLED}" "keep_alive" "${TEFLON_FALCO_PROGRAM_KEEP_ALIVE}" "program" "${TEFLON_FALCO_PROGRAM}")
+-}}
+{{- range $output := keys $outputs | sortAlpha -}}
+{{- $expected := index $outputs $output -}}
+{{- $set := index $f.falco $output | default dict -}}
 {{- range $key := keys $expected | sortAlpha -}}
 {{- $want := index $expected $key -}}
-{{- $got := index $http $key -}}
+{{- $got := index $set $key -}}
 {{- if ne (toString $got) $want -}}
-{{- fail (printf "ERROR: falco.falco.http_output.%s is %v: Falco would not post to this release's webhook. teflon sets it to %s, which Falco expands from the wiring ConfigMap; remove your override (falco.enabled=false keeps a Falco of your own)." $key $got $want) -}}
+{{- fail (printf "ERROR: falco.falco.%s.%s is %v: Falco would not post to this release's webhook. teflon sets it to %s, which Falco expands from the wiring ConfigMap (falcoOutput.transport picks the output); remove your override (falco.enabled=false keeps a Falco of your own)." $output $key $got $want) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- if not $f.falco.json_output -}}
@@ -159,7 +166,7 @@ Usage: {{ include "teflon.preflight.falco" . }}
 {{- $entry := index $env $name | default dict -}}
 {{- $ref := dig "valueFrom" "configMapKeyRef" dict $entry -}}
 {{- if not (and (eq (tpl (toString (index $ref "name" | default "")) $) $wiring) (eq (toString (index $ref "key" | default "")) $name)) -}}
-{{- fail (printf "ERROR: falco.extra.env has no %s from the ConfigMap %s (key %s): Falco's http_output would expand it to nothing. Keep the TEFLON_FALCO_* entries of the chart's values.yaml when you set falco.extra.env." $name $wiring $name) -}}
+{{- fail (printf "ERROR: falco.extra.env has no %s from the ConfigMap %s (key %s): Falco's outputs would expand it to nothing. Keep the TEFLON_FALCO_* entries of the chart's values.yaml when you set falco.extra.env." $name $wiring $name) -}}
 {{- end -}}
 {{- end -}}
 {{- $certs := $f.certs | default dict -}}

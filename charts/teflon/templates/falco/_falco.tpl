@@ -31,6 +31,33 @@ Usage: {{ include "teflon.falco.wiringEnv" . | fromYaml }}
 TEFLON_FALCO_HTTP_ENABLED: {{ eq .Values.falcoOutput.transport "http" | quote }}
 TEFLON_FALCO_HTTP_URL: {{ include "teflon.webhook.ingestURL" . | quote }}
 TEFLON_FALCO_HTTP_MTLS: {{ .Values.webhook.tls.enabled | quote }}
+TEFLON_FALCO_PROGRAM_ENABLED: {{ eq .Values.falcoOutput.transport "program" | quote }}
+TEFLON_FALCO_PROGRAM_KEEP_ALIVE: {{ .Values.falcoOutput.program.keepAlive | quote }}
+TEFLON_FALCO_PROGRAM: {{ include "teflon.falco.program" . | quote }}
+{{- end -}}
+
+{{/*
+teflon.falco.program: the shell command Falco's program_output runs (`/bin/sh -c`, alerts on its stdin,
+one JSON line each). curl streams stdin as one chunked NDJSON request to the webhook's stream route,
+with the same TLS and client certificate as http_output. Why each part:
+- `-T .`: upload stdin as it arrives, without blocking on it, so curl sees the webhook's answer at
+  once (a 503 when a replica shuts down) and exits before reading another line; with `-T -` curl would
+  read the next alert and write it into the closed connection.
+- the loop: Falco starts a keep_alive program once and never restarts it (a dead program leaves Falco
+  writing into a broken pipe), so curl is run again after a second whenever it fails. It ends only
+  when curl succeeds, that is when Falco closed stdin (shutdown, reopen, or the one alert of
+  keep_alive: false) and the webhook answered 202.
+- no `$` anywhere: Falco expands `${...}` in falco.yaml, this value included.
+Usage: {{ include "teflon.falco.program" . }}
+*/}}
+{{- define "teflon.falco.program" -}}
+{{- $tls := "" -}}
+{{- if .Values.webhook.tls.enabled -}}
+{{- $dir := include "teflon.falco.clientCertDir" . -}}
+{{- $tls = printf " --cacert %s/ca.crt --cert %s/tls.crt --key %s/tls.key" $dir $dir $dir -}}
+{{- end -}}
+{{- $curl := printf "curl -sS --no-progress-meter --fail --connect-timeout 5 -o /dev/null -X POST -T . -H 'Transfer-Encoding: chunked' -H 'Content-Type: application/x-ndjson' -H 'Expect:'%s %s" $tls (include "teflon.webhook.streamURL" .) -}}
+{{- printf "while :; do %s && exit 0; sleep 1; done" $curl -}}
 {{- end -}}
 
 {{/*
