@@ -306,7 +306,7 @@ async def test_the_responder_enforces_a_policy_on_a_real_deployment_pod(
 
 
 async def test_a_pod_replaced_between_read_and_patch_is_reported_as_replaced(
-    kube: KubeClient, namespace: str, actions: KubeClusterActions
+    kube: KubeClient, namespace: str, actions: KubeClusterActions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = await create_pod(kube, namespace, "racy")
     stale_read = await get_pod(kube, old)
@@ -314,14 +314,14 @@ async def test_a_pod_replaced_between_read_and_patch_is_reported_as_replaced(
     await eventually(lambda: _gone(kube, old), "the old pod to be removed")
     new = await create_pod(kube, namespace, "racy")
     reads: list[str] = []
-    real_get_pod = actions.get_pod
+    real_get_pod = actions.pods.get_pod
 
     async def racing_get_pod(namespace: str, name: str) -> JSON | None:
         # The first read happened before the swap; the API server's UID `test` must catch it.
         reads.append(name)
         return stale_read if len(reads) == 1 else await real_get_pod(namespace, name)
 
-    actions.get_pod = racing_get_pod
+    monkeypatch.setattr(actions.pods, "get_pod", racing_get_pod)  # the reader the responder role uses
     result = await actions.label_pod(old, {"teflon.io/quarantined": "true"})
     assert result.outcome is Outcome.REPLACED
     assert len(reads) == 2
