@@ -17,6 +17,8 @@ import matplotlib as mpl
 mpl.use("Agg")
 import matplotlib.pyplot as plt
 
+from bench import transport
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
 IMG = ROOT / "docs" / "benchmarks"
@@ -404,6 +406,8 @@ def write(results: dict[str, Any]) -> None:
             "far inside it, so the metric's `cacheSeconds` is a choice about freshness, not about load.",
             "",
         ]
+    if "transport" in results:
+        lines += transport.section(results["transport"])
     lines += [
         "## Reproduce",
         "",

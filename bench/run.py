@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from bench import ingest
+from bench import ingest, transport
 from bench.alerts import AlertMix
 from bench.peers import Sidekick, build_all, pin, sidekick_memory
 from tests.harness.stats import percentile
@@ -198,10 +198,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="shorter phases and a fifth of the memory load")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-cluster", action="store_true", help="only the benchmarks without a cluster")
-    parser.add_argument("--only", choices=["ingest", "memory", "cluster"], action="append")
+    parser.add_argument("--only", choices=["ingest", "memory", "transport", "cluster"], action="append")
     parser.add_argument("--out", type=Path, default=ROOT / "build/bench/results.json")
     args = parser.parse_args()
-    only = set(args.only or ["ingest", "memory", "cluster"])
+    only = set(args.only or ["ingest", "memory", "transport", "cluster"])
     if args.skip_cluster:
         only.discard("cluster")
     peers = build_all()
@@ -226,6 +226,9 @@ def main() -> int:
             results["ingest"] = asyncio.run(ingest_rounds(args, workdir, peers))
         if "memory" in only:
             results["memory"] = asyncio.run(memory_run(args, workdir, peers))
+        if "transport" in only:
+            print("bench: Falco transports, alert to count", file=sys.stderr, flush=True)
+            results["transport"] = transport.run(workdir, 10 if args.quick else 30, args.rounds)
         if "cluster" in only:
             from bench import cluster  # noqa: PLC0415 - only with a control plane (scripts/cluster.sh)
 
