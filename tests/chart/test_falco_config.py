@@ -173,6 +173,32 @@ def test_the_guide_s_mtls_block_passes_and_names_the_files_of_the_client_secret(
     }
 
 
+@pytest.mark.parametrize(
+    ("marker", "values"),
+    [
+        ("falco-yaml-program", {}),
+        (
+            "falco-yaml-program-mtls",
+            {
+                "webhook": {"tls": {"enabled": True}},
+                "falco": {"certs": {"existingClientSecret": "teflon-falco-client-tls"}},
+            },
+        ),
+    ],
+)
+def test_the_guide_s_program_blocks_pass_and_are_the_program_the_chart_renders(
+    marker: str, values: dict[str, Any]
+) -> None:
+    block = yaml.safe_load(_guide_blocks(marker))
+    config = falco_default_config()
+    merge_config(config, block, "override")
+    assert list(falco_schema().iter_errors(config)) == []
+    assert (config["http_output"]["enabled"], config["program_output"]["enabled"]) == (False, True)
+    rendered = load_from_render(render(falcoOutput={"transport": "program"}, **values))
+    _ok(rendered)
+    assert config["program_output"] == rendered.config["program_output"]
+
+
 def test_the_guide_s_official_chart_values_render_a_falco_that_passes_the_check(tmp_path: Path) -> None:
     """The values for a separate release of the official chart, rendered by that very chart."""
     archives = sorted((CHART / "charts").glob("falco-*.tgz"))
