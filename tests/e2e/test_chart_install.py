@@ -159,6 +159,23 @@ def _apiservice_ca(cluster: Cluster, version: str) -> bytes:
     return base64.b64decode(obj["spec"]["caBundle"])
 
 
+def _retire_a_hand_written_falco_daemonset(cluster: Cluster, namespace: str) -> None:
+    """The upgrade step the CHANGELOG (0.2.0) asks of users coming from 0.1: Falco moved to the official
+    falco chart, whose DaemonSet has the same name but another selector, which Kubernetes never changes
+    in place. Delete the old one before `helm upgrade`."""
+    found = cluster.kubectl(
+        "get", "daemonset", "teflon-falco", "-n", namespace, "-o", "json", "--ignore-not-found"
+    )
+    if not found.stdout.strip():
+        return
+    old = json.loads(found.stdout)
+    if old["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/component") != "falco":
+        return
+    cluster.kubectl(
+        "delete", "daemonset", "teflon-falco", "-n", namespace, "--cascade=foreground", "--timeout=120s"
+    )
+
+
 def _release(cluster: Cluster, namespace: str) -> dict[str, Any]:
     out = cluster.helm("list", "--namespace", namespace, "--output", "json").stdout
     (release,) = json.loads(out)
@@ -191,6 +208,7 @@ def test_helm_upgrade_from_the_previous_chart_version_keeps_the_certificates_and
             assert _release(cluster, namespace)["chart"] == f"teflon-{version}"
             secret = f"/api/v1/namespaces/{namespace}/secrets/teflon-metrics-tls"
             before = cluster.request("GET", secret)["data"]
+            _retire_a_hand_written_falco_daemonset(cluster, namespace)
             cluster.helm(
                 "upgrade",
                 "teflon",
@@ -220,6 +238,12 @@ def test_helm_upgrade_from_the_previous_chart_version_keeps_the_certificates_and
                 )
                 assert dep["status"].get("updatedReplicas") == dep["spec"]["replicas"], dep["status"]
                 assert dep["status"].get("readyReplicas") == dep["spec"]["replicas"], dep["status"]
+            falco = cluster.request("GET", f"/apis/apps/v1/namespaces/{namespace}/daemonsets/teflon-falco")
+            assert falco["spec"]["selector"]["matchLabels"] == {
+                "app.kubernetes.io/name": "falco",
+                "app.kubernetes.io/instance": "teflon",
+            }
+            assert falco["metadata"]["labels"]["helm.sh/chart"].startswith("falco-")
         finally:
             cluster.helm("uninstall", "teflon", "--namespace", namespace, "--ignore-not-found", "--wait")
             try:
