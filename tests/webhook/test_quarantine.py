@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from teflon.webhook.actions import ActionResult, Outcome, perform
+from teflon.webhook.claims import claim_name
 from teflon.webhook.keeper import sweep_quarantines
 from teflon.webhook.objects import OwnerRef, PodRef
 from teflon.webhook.policy import QuarantineAction, parse_policy
@@ -27,6 +28,7 @@ from teflon.webhook.quarantine import (
     due,
     plan_for,
     record_lease,
+    record_name,
     selector_keys,
     stamp,
 )
@@ -147,10 +149,15 @@ def test_a_record_reads_back_and_falls_due_at_its_ttl_or_on_request() -> None:
         assert due(rejected, T0) is Due.REJECT
 
 
+def test_a_record_is_never_named_as_the_quarantine_claim_of_the_same_pod() -> None:
+    for uid in ("6d99892e-71ce-436f-9389-7e38f236255f", "u-1"):
+        assert record_name(uid) != claim_name(uid, "quarantine")
+
+
 def test_a_lease_that_is_not_a_well_formed_record_is_ignored() -> None:
     ref = PodRef("shop", "web-1", "u-1")
     lease = _record(ref)
-    lease["metadata"]["name"] = "teflon-quarantine-other-uid"  # the name must be the UID's
+    lease["metadata"]["name"] = "teflon-quarantined-other-uid"  # the name must be the UID's
     assert Record.parse(lease) is None
     lease = _record(ref)
     del lease["metadata"]["labels"]["teflon.io/quarantine"]

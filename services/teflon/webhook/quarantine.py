@@ -143,7 +143,8 @@ def detach_patch(pod: JSON, order: QuarantineOrder, keys: list[str]) -> tuple[li
 
 
 def record_name(pod_uid: str) -> str:
-    return f"teflon-quarantine-{pod_uid}"[:253]
+    """The record's name; never a claim's (``teflon-quarantine-<uid>`` is the quarantine action's claim)."""
+    return f"teflon-quarantined-{pod_uid}"[:253]
 
 
 def record_lease(order: QuarantineOrder, *, namespace: str, holder: str) -> JSON:
