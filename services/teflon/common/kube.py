@@ -166,6 +166,9 @@ RESOURCES: dict[str, Resource] = {
         Resource("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies"),
         Resource("Lease", "coordination.k8s.io/v1", "leases"),
         Resource("Event", "events.k8s.io/v1", "events"),
+        Resource("EndpointSlice", "discovery.k8s.io/v1", "endpointslices"),
+        Resource("TokenReview", "authentication.k8s.io/v1", "tokenreviews", namespaced=False),
+        Resource("SubjectAccessReview", "authorization.k8s.io/v1", "subjectaccessreviews", namespaced=False),
     )
 }
 

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 # Answers kept per reviewer; a full cache drops expired answers first, then the oldest.
 _CACHE_ENTRIES = 4096
 
-AUTH_CONFIGMAP = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
+AUTH_CONFIGMAP = kube.RESOURCES["ConfigMap"].path("kube-system", "extension-apiserver-authentication")
 SYSTEM_MASTERS = "system:masters"
 SYSTEM_AUTHENTICATED = "system:authenticated"
 
@@ -234,7 +234,7 @@ class KubeTokenReviewer:
             return value
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
         try:
-            doc = await self._client.post("/apis/authentication.k8s.io/v1/tokenreviews", body)
+            doc = await self._client.post(kube.RESOURCES["TokenReview"].path(), body)
         except kube.KubeError as exc:
             raise AuthError(f"TokenReview failed: {exc}") from exc
         status = doc.get("status") or {}
@@ -273,7 +273,7 @@ class KubeAccessReviewer:
             spec["extra"] = user.extra_dict()
         body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
         try:
-            doc = await self._client.post("/apis/authorization.k8s.io/v1/subjectaccessreviews", body)
+            doc = await self._client.post(kube.RESOURCES["SubjectAccessReview"].path(), body)
         except kube.KubeError as exc:
             raise AuthError(f"SubjectAccessReview failed: {exc}") from exc
         status = doc.get("status") or {}

@@ -15,37 +15,52 @@ from teflon.common import kube
 
 @dataclass(frozen=True)
 class ResourceType:
-    """One resource as the custom metrics API names it."""
+    """One resource as the custom metrics API names it, over its entry in ``kube.RESOURCES``."""
 
     resource: str  # group-qualified plural as it appears in the URL
     kind: str
-    api_version: str  # of the described object, e.g. ``v1`` or ``apps/v1``
-    namespaced: bool
+
+    @property
+    def _kube(self) -> kube.Resource:
+        return kube.RESOURCES[self.kind]
+
+    @property
+    def api_version(self) -> str:
+        """Of the described object, e.g. ``v1`` or ``apps/v1``."""
+        return self._kube.api_version
+
+    @property
+    def namespaced(self) -> bool:
+        return self._kube.namespaced
 
     @property
     def plural(self) -> str:
-        return self.resource.split(".", 1)[0]
+        return self._kube.plural
 
     def collection_path(self, namespace: str | None) -> str:
-        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        if self.namespaced:
-            return f"{base}/namespaces/{namespace}/{self.plural}"
-        return f"{base}/{self.plural}"
+        return self._kube.path(namespace)
 
 
-_TYPES = [
-    ResourceType("pods", "Pod", "v1", True),
-    ResourceType("services", "Service", "v1", True),
-    ResourceType("namespaces", "Namespace", "v1", False),
-    ResourceType("nodes", "Node", "v1", False),
-    ResourceType("deployments.apps", "Deployment", "apps/v1", True),
-    ResourceType("statefulsets.apps", "StatefulSet", "apps/v1", True),
-    ResourceType("daemonsets.apps", "DaemonSet", "apps/v1", True),
-    ResourceType("replicasets.apps", "ReplicaSet", "apps/v1", True),
-    ResourceType("jobs.batch", "Job", "batch/v1", True),
-    ResourceType("cronjobs.batch", "CronJob", "batch/v1", True),
-    ResourceType("ingresses.networking.k8s.io", "Ingress", "networking.k8s.io/v1", True),
-]
+def _url_name(r: kube.Resource) -> str:
+    """The custom metrics API's spelling: the plural, qualified by the group unless it is the core one."""
+    return f"{r.plural}.{r.group}" if r.group else r.plural
+
+
+# The kinds metrics can describe; names, versions and paths come from the one table in common.kube.
+_KINDS = (
+    "Pod",
+    "Service",
+    "Namespace",
+    "Node",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+    "Ingress",
+)
+_TYPES = [ResourceType(_url_name(kube.RESOURCES[kind]), kind) for kind in _KINDS]
 
 RESOURCE_TYPES: dict[str, ResourceType] = {t.resource: t for t in _TYPES}
 

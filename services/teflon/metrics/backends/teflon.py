@@ -58,7 +58,7 @@ class EndpointSliceReplicas:
         self._port_name = port_name
 
     async def replicas(self) -> list[str]:
-        path = f"/apis/discovery.k8s.io/v1/namespaces/{self._namespace}/endpointslices"
+        path = kube.RESOURCES["EndpointSlice"].path(self._namespace)
         try:
             doc = await self._client.get(
                 path, params={"labelSelector": f"kubernetes.io/service-name={self._service}"}
