@@ -383,4 +383,5 @@ _PLURALS = {
     "Ingress": "ingresses",
     "NetworkPolicy": "networkpolicies",
     "PodDisruptionBudget": "poddisruptionbudgets",
+    "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
 }
