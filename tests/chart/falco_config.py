@@ -86,7 +86,10 @@ def falco_daemonset(rendered: Rendered) -> Manifest | None:
 
 
 def falco_container(workload: Manifest) -> Manifest:
-    (container,) = [c for c in workload["spec"]["template"]["spec"]["containers"] if c["name"] == "falco"]
+    found: list[Manifest] = [
+        c for c in workload["spec"]["template"]["spec"]["containers"] if c["name"] == "falco"
+    ]
+    (container,) = found
     return container
 
 

@@ -18,6 +18,7 @@ VERSION = re.search(r"^FALCO_CHART_VERSION=(\S+)$", TOOLS, re.MULTILINE)
 SHA256 = re.search(r"^FALCO_CHART_SHA256=([0-9a-f]{64})$", TOOLS, re.MULTILINE)
 assert VERSION, "scripts/tools.sh pins no falco chart version"
 assert SHA256, "scripts/tools.sh pins no falco chart sha256"
+PINNED = SHA256.group(1)
 ARCHIVE = f"falco-{VERSION.group(1)}.tgz"
 
 
@@ -57,7 +58,7 @@ def _place(root: Path, archives: Path | None) -> subprocess.CompletedProcess[str
 
 
 def test_the_pinned_sha256_is_the_archive_s(tmp_path: Path) -> None:
-    assert hashlib.sha256(_source_archive().read_bytes()).hexdigest() == SHA256.group(1)
+    assert hashlib.sha256(_source_archive().read_bytes()).hexdigest() == PINNED
 
 
 def test_the_archive_is_placed_from_the_archive_directory(tree: Path, tmp_path: Path) -> None:
@@ -70,7 +71,7 @@ def test_the_archive_is_placed_from_the_archive_directory(tree: Path, tmp_path: 
     result = _place(tree, archives)
     assert result.returncode == 0, result.stderr
     placed = tree / "charts" / "teflon" / "charts" / ARCHIVE
-    assert hashlib.sha256(placed.read_bytes()).hexdigest() == SHA256.group(1)
+    assert hashlib.sha256(placed.read_bytes()).hexdigest() == PINNED
     assert not stale.exists(), "another falco chart version would make helm see two"
     assert f"placing {ARCHIVE}" in result.stderr
     # A second run finds it in place and changes nothing.
