@@ -208,11 +208,13 @@ class StreamIngest:
 async def _next_message(receive: Receive, closing: asyncio.Future[Literal[True]]) -> Message | None:
     """The next ASGI message of the request, or None once the gate closes first."""
     message = asyncio.ensure_future(receive())
-    await asyncio.wait((message, closing), return_when=asyncio.FIRST_COMPLETED)
-    if message.done():
-        return message.result()
-    message.cancel()
-    return None
+    try:
+        await asyncio.wait((message, closing), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # Also when this request is cancelled itself: no read may outlive the stream.
+        if not message.done():
+            message.cancel()
+    return message.result() if message.done() and not message.cancelled() else None
 
 
 async def run_stream(stream: StreamIngest, receive: Receive, gate: StreamGate) -> StreamEnd:
