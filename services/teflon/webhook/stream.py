@@ -128,7 +128,6 @@ class StreamGate:
         self.limit = limit
         self.open = 0
         self.closing = asyncio.Event()
-        self._telemetry = telemetry
         telemetry.streams_open.set_function(lambda: float(self.open))
 
     def enter(self) -> bool:
