@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from teflon.metrics.config import parse_config
@@ -188,17 +189,22 @@ def test_the_apiservice_ca_bundle_verifies_the_generated_serving_certificate_for
         assert f"{service['name']}.{service['namespace']}.svc" in names.get_values_for_type(x509.DNSName)
 
 
-def test_generated_mtls_certificates_chain_to_one_ca_for_the_webhook_service() -> None:
+def test_generated_mtls_certificates_come_from_one_ca_per_direction() -> None:
     rendered = render(
         webhook={"tls": {"enabled": True}},
         falco={"certs": {"existingClientSecret": "teflon-falco-client-tls"}},
     )
     secrets = {s["metadata"]["name"]: s["data"] for s in rendered.of_kind("Secret")}
     server, client = secrets["teflon-webhook-tls"], secrets["teflon-falco-client-tls"]
-    assert server["ca.crt"] == client["ca.crt"]
-    ca = _pem(server["ca.crt"])
-    _verify_signed_by(_pem(server["tls.crt"]), ca)
-    _verify_signed_by(_pem(client["tls.crt"]), ca)
+    client_ca, server_ca = _pem(server["ca.crt"]), _pem(client["ca.crt"])
+    # Falco verifies the webhook with the server CA; the webhook accepts clients of the client CA.
+    _verify_signed_by(_pem(server["tls.crt"]), server_ca)
+    _verify_signed_by(_pem(client["tls.crt"]), client_ca)
+    # helm issues every certificate for server and client use alike: with one CA the webhook's own
+    # serving certificate (mounted in its pod) would pass as a Falco client certificate.
+    assert client_ca.subject != server_ca.subject
+    with pytest.raises(InvalidSignature):
+        _verify_signed_by(_pem(server["tls.crt"]), client_ca)
     names = _pem(server["tls.crt"]).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert f"teflon-webhook.{NAMESPACE}.svc" in names.get_values_for_type(x509.DNSName)
 

@@ -105,8 +105,11 @@ Usage: {{ $tls := include "teflon.metrics.generatedTLS" . | fromYaml }}
 {{- end -}}
 
 {{/*
-teflon.webhook.generatedTLS: base64 CA, webhook serving pair and Falco client pair for tls.mode=helm,
-generated once per render and reused when both Secrets exist.
+teflon.webhook.generatedTLS: base64 CAs, webhook serving pair and Falco client pair for tls.mode=helm,
+generated once per render and reused when both Secrets exist. Two CAs, one per direction: helm can only
+issue certificates for both server and client use, so with one CA the webhook's own serving certificate
+would pass as a Falco client certificate. The client CA (in the webhook's Secret) signs only Falco's
+client certificate; the server CA (in Falco's Secret) only the webhook's serving certificate.
 Usage: {{ $tls := include "teflon.webhook.generatedTLS" . | fromYaml }}
 */}}
 {{- define "teflon.webhook.generatedTLS" -}}
@@ -116,15 +119,16 @@ Usage: {{ $tls := include "teflon.webhook.generatedTLS" . | fromYaml }}
 {{- $keys := list "ca.crt" "tls.crt" "tls.key" -}}
 {{- $m := dict -}}
 {{- if and (include "teflon.tls.hasKeys" (dict "secret" $server "keys" $keys)) (include "teflon.tls.hasKeys" (dict "secret" $client "keys" $keys)) -}}
-{{- $m = dict "ca" (index $server.data "ca.crt") "serverCert" (index $server.data "tls.crt") "serverKey" (index $server.data "tls.key") "clientCert" (index $client.data "tls.crt") "clientKey" (index $client.data "tls.key") -}}
+{{- $m = dict "clientCA" (index $server.data "ca.crt") "serverCA" (index $client.data "ca.crt") "serverCert" (index $server.data "tls.crt") "serverKey" (index $server.data "tls.key") "clientCert" (index $client.data "tls.crt") "clientKey" (index $client.data "tls.key") -}}
 {{- else -}}
 {{- $svc := include "teflon.webhook.fullname" . -}}
 {{- $days := int .Values.tls.helm.validityDays -}}
-{{- $ca := genCA (printf "%s-ca" $svc) $days -}}
+{{- $serverCA := genCA (printf "%s-server-ca" $svc) $days -}}
+{{- $clientCA := genCA (printf "%s-client-ca" $svc) $days -}}
 {{- $dns := include "teflon.tls.dnsNames" (dict "service" $svc "namespace" .Release.Namespace) | fromYamlArray -}}
-{{- $serverCert := genSignedCert (printf "%s.%s.svc" $svc .Release.Namespace) nil $dns $days $ca -}}
-{{- $clientCert := genSignedCert (include "teflon.falco.fullname" .) nil nil $days $ca -}}
-{{- $m = dict "ca" ($ca.Cert | b64enc) "serverCert" ($serverCert.Cert | b64enc) "serverKey" ($serverCert.Key | b64enc) "clientCert" ($clientCert.Cert | b64enc) "clientKey" ($clientCert.Key | b64enc) -}}
+{{- $serverCert := genSignedCert (printf "%s.%s.svc" $svc .Release.Namespace) nil $dns $days $serverCA -}}
+{{- $clientCert := genSignedCert (include "teflon.falco.fullname" .) nil nil $days $clientCA -}}
+{{- $m = dict "clientCA" ($clientCA.Cert | b64enc) "serverCA" ($serverCA.Cert | b64enc) "serverCert" ($serverCert.Cert | b64enc) "serverKey" ($serverCert.Key | b64enc) "clientCert" ($clientCert.Cert | b64enc) "clientKey" ($clientCert.Key | b64enc) -}}
 {{- end -}}
 {{- $_ := set $ "teflonWebhookTLS" $m -}}
 {{- end -}}
