@@ -9,6 +9,7 @@ mutating call carries the pod's UID as a precondition, so a replacement pod that
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -148,8 +149,22 @@ async def _quarantine(responder: PodResponder, order: QuarantineOrder) -> Action
     return ActionResult(result.outcome, f"{order.fallback_reason}: {result.detail}".strip(": "))
 
 
+_ISOLATION_PREFIX = "teflon-isolate-"
+_NAME_MAX = 253
+
+
 def isolation_policy_name(pod_name: str) -> str:
-    return f"teflon-isolate-{pod_name}"[:253]
+    """``teflon-isolate-<pod>``; past 253 characters, a cut of the pod name and a hash of all of it.
+
+    Cutting alone made two pods whose names share their first 238 characters share one policy, and
+    isolating the second re-pointed the first one's policy at it: the first pod was let out.
+    """
+    name = _ISOLATION_PREFIX + pod_name
+    if len(name) <= _NAME_MAX:
+        return name
+    digest = hashlib.sha256(pod_name.encode()).hexdigest()[:16]
+    head = name[: _NAME_MAX - len(digest) - 1].rstrip(".-")
+    return f"{head}-{digest}"
 
 
 def isolation_policy(pod: PodRef) -> JSON:
