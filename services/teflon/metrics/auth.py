@@ -8,7 +8,8 @@ Authentication follows ``k8s.io/apiserver``'s delegating authenticator, in its o
    ``X-Remote-Extra-*``). On any other connection those headers are ignored, whatever they say.
 2. **Client certificate.** A certificate that chains to ``client-ca-file``: user = CN, groups = O plus
    ``system:authenticated``.
-3. **Bearer token.** ``Authorization: Bearer`` checked with a TokenReview (answers cached 10 s).
+3. **Bearer token.** ``Authorization: Bearer`` checked with a TokenReview (answers, failures included,
+   cached 10 s; at most 10 reviews of new tokens a second, the rest refused unreviewed).
 
 Everyone else is anonymous and refused. The CAs and header names come from the
 ``kube-system/extension-apiserver-authentication`` ConfigMap, re-read periodically because CAs rotate.
@@ -23,6 +24,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -221,17 +223,48 @@ class Attributes:
 
 
 class KubeTokenReviewer:
-    """``TokenReviewer`` via ``authentication.k8s.io/v1`` TokenReview, answers cached ``ttl`` seconds."""
+    """``TokenReviewer`` via ``authentication.k8s.io/v1`` TokenReview, answers cached ``ttl`` seconds.
 
-    def __init__(self, client: kube.KubeClient, ttl: float = 10.0) -> None:
+    Failed reviews are cached like successful ones, so a token repeated is reviewed once per ``ttl``;
+    tokens never seen before are reviewed at most ``per_second`` times a second. Past that they are
+    refused unreviewed: a flood of random tokens must not become a flood of TokenReviews against the
+    API server (whose own clients, the aggregator and the HPA controller, authenticate otherwise).
+    """
+
+    def __init__(
+        self,
+        client: kube.KubeClient,
+        ttl: float = 10.0,
+        *,
+        per_second: int = 10,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._client = client
-        self._cache: TTLCache[str, UserInfo | None] = TTLCache(ttl=ttl, cap=_CACHE_ENTRIES)
+        self._cache: TTLCache[str, UserInfo | None] = TTLCache(ttl=ttl, cap=_CACHE_ENTRIES, clock=clock)
+        self._per_second = per_second
+        self._clock = clock
+        self._second = -1.0
+        self._reviews = 0
+        self.unreviewed = 0
+
+    def _may_review(self) -> bool:
+        now = self._clock()
+        if now - self._second >= 1.0:
+            self._second, self._reviews = now, 0
+        if self._reviews >= self._per_second:
+            self.unreviewed += 1
+            log.warning("TokenReview limit reached; new tokens are refused unreviewed for now")
+            return False
+        self._reviews += 1
+        return True
 
     async def review(self, token: str) -> UserInfo | None:
         key = hashlib.sha256(token.encode()).hexdigest()  # never keep the token itself
         hit, value = self._cache.get(key)
         if hit:
             return value
+        if not self._may_review():
+            return None
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
         try:
             doc = await self._client.post(kube.RESOURCES["TokenReview"].path(), body)
