@@ -125,6 +125,23 @@ class RateEntry(BaseModel):
     last_seen: datetime | None = None
 
 
+class HeldObject(BaseModel):
+    """An object whose rates are held: teflon enforced a response on it (or its pod) recently.
+
+    ``cap_per_minute`` None: the metrics server answers an error for it (its HPA holds); a number: the
+    value it serves is capped there (its rate before the response).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str
+    kind: str
+    name: str
+    since: datetime
+    until: datetime
+    cap_per_minute: float | None = Field(default=None, ge=0)
+
+
 class RateSnapshot(BaseModel):
     """Answer of ``GET /v1/rates``: counts per object for one scope, signal and window."""
 
@@ -138,3 +155,7 @@ class RateSnapshot(BaseModel):
         description="false when the replica dropped tracked objects to stay within its memory cap",
     )
     entries: list[RateEntry] = Field(default_factory=list)
+    held: list[HeldObject] = Field(
+        default_factory=list,
+        description="objects of the query whose scaling metrics are held by the guardrail",
+    )

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Protocol, assert_never
 
 from teflon.webhook.claims import ClaimStore
-from teflon.webhook.objects import JSON, PodRef
+from teflon.webhook.objects import ACTED_LABEL, JSON, PodRef
 from teflon.webhook.policy import (
     Action,
     DeleteAction,
@@ -27,7 +27,7 @@ from teflon.webhook.policy import (
 )
 from teflon.webhook.quarantine import Plan, QuarantineOrder
 
-ISOLATE_LABEL = "teflon.io/isolate"
+ISOLATE_LABEL = ACTED_LABEL
 
 
 class Outcome(StrEnum):

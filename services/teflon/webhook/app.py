@@ -218,6 +218,8 @@ def _ops_router(service: WebhookService, telemetry: Telemetry) -> APIRouter:
             min_priority=query.min_priority,
             rule=query.rule,
         )
+        policy = service.policy()
+        held = service.responder.scaling.held(policy.guardrail, query) if policy is not None else []
         return RateSnapshot(
             scope=query.scope,
             signal=query.signal,
@@ -226,6 +228,7 @@ def _ops_router(service: WebhookService, telemetry: Telemetry) -> APIRouter:
             replica=hostname,
             complete=service.rates.complete,
             entries=entries,
+            held=held,
         )
 
     return router

@@ -12,6 +12,9 @@ from typing import Any
 
 JSON = dict[str, Any]
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+# Marks teflon's actions leave on a pod (``actions.ISOLATE_LABEL``, ``quarantine.AT``).
+ACTED_LABEL = "teflon.io/isolate"
+ACTED_ANNOTATION = "teflon.io/quarantined-at"
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,11 @@ class PodView:
     @property
     def controller(self) -> OwnerRef | None:
         return next((r for r in self.owners if r.controller), None)
+
+    @property
+    def acted_on(self) -> bool:
+        """Whether teflon isolated or quarantined this pod (its alerts no longer drive scaling)."""
+        return ACTED_LABEL in self.labels or ACTED_ANNOTATION in self.annotations
 
     @property
     def static(self) -> bool:

@@ -131,6 +131,24 @@ Action = Annotated[
 ]
 
 
+class HoldMode(StrEnum):
+    ERROR = "error"
+    CAP = "cap"
+
+
+class Guardrail(_Model):
+    """Keeps a compromised workload from being scaled out by its own alerts.
+
+    Alerts about a pod teflon acted on are not counted in the rates; a workload (and the pod) with an
+    enforced response in the last ``hold_minutes`` has its rates held: ``error`` makes the metrics API
+    answer an error for it (its HPA holds), ``cap`` caps the value at the rate before the response.
+    """
+
+    enabled: bool = True
+    hold_minutes: float = Field(default=15, gt=0, le=24 * 60)
+    hold: HoldMode = HoldMode.ERROR
+
+
 class Rule(_Model):
     name: str = Field(min_length=1, max_length=100)
     mode: Mode | None = None
@@ -150,6 +168,7 @@ class Policy(_Model):
     dedupe_seconds: float = Field(default=300, ge=0)
     budgets: Budgets = Budgets()
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+    guardrail: Guardrail = Guardrail()
     rules: list[Rule] = Field(default_factory=list)
 
     @field_validator("rules")

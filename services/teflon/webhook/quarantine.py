@@ -21,13 +21,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from teflon.webhook.objects import JSON, OwnerRef, PodRef
+from teflon.webhook.objects import ACTED_ANNOTATION, JSON, OwnerRef, PodRef
 from teflon.webhook.policy import MAX_QUARANTINE_SECONDS, QuarantineAction
 
 QUARANTINE_LABEL = "teflon.io/quarantined"
 RECORD_LABEL = "teflon.io/quarantine"
 # On the pod: what it is kept for, readable with `kubectl describe pod`.
-AT = "teflon.io/quarantined-at"
+AT = ACTED_ANNOTATION
 EXPIRES = "teflon.io/quarantine-expires"
 REASON = "teflon.io/quarantine-reason"
 RULE = "teflon.io/quarantine-rule"

@@ -37,6 +37,7 @@ from teflon.webhook.policy import (
 from teflon.webhook.quarantine import QuarantineOrder, plan_for
 from teflon.webhook.rates import RateTracker, Workload
 from teflon.webhook.record import DecisionRecorder, log
+from teflon.webhook.scaling import ScalingGuard
 from teflon.webhook.telemetry import Telemetry
 
 __all__ = ["Responder"]
@@ -119,6 +120,7 @@ class Responder:
         self.dedupe = Deduper(clock)
         self.limits = Limits(clock)
         self.record = DecisionRecorder(telemetry=telemetry, events=actions)
+        self.scaling = ScalingGuard(rates)
         telemetry.circuit_open.set_function(lambda: 1.0 if self.circuit_open else 0.0)
 
     @property
@@ -134,15 +136,17 @@ class Responder:
         workload: Workload | None = None
         if self.owners is not None and alert.namespace and alert.pod:
             workload = await self.owners.workload_of_pod_name(alert.namespace, alert.pod)
-        self._rates.record(
-            Signal.ALERTS,
-            alert.rule,
-            alert.priority,
-            namespace=alert.namespace,
-            pod=alert.pod,
-            workload=workload,
-        )
         policy = self._policy()
+        # The guardrail: alerts about a pod teflon acted on never feed the rates that drive scaling.
+        if policy is None or not self.scaling.muted(policy.guardrail, alert.namespace, alert.pod):
+            self._rates.record(
+                Signal.ALERTS,
+                alert.rule,
+                alert.priority,
+                namespace=alert.namespace,
+                pod=alert.pod,
+                workload=workload,
+            )
         if policy is None:  # an invalid file at startup: count alerts, decide nothing until a valid one
             return
         candidates = candidate_rules(policy, alert)
@@ -182,6 +186,8 @@ class Responder:
                 await self._skip_rule(policy, candidates[0], alert, Skip.POD_NOT_FOUND)
                 return
             pod = PodView.parse(found)
+            if pod.acted_on:
+                self.scaling.mute(policy.guardrail, namespace, name)
         rule = select_rule(candidates, pod.labels if pod is not None else None)
         if rule is None:
             return
@@ -266,6 +272,7 @@ class Responder:
         if result.outcome in (Outcome.BLOCKED, Outcome.FAILED):
             await release_or_expire(self._actions, claim)
         if result.outcome is Outcome.APPLIED:
+            self.scaling.acted(t.policy.guardrail, t.ref.namespace, t.ref.name, t.workload)
             self._rates.record(
                 Signal.RESPONSES,
                 t.rule.name,

@@ -20,7 +20,7 @@ import httpx
 from pydantic import ValidationError
 
 from teflon.common import kube
-from teflon.common.wire import Priority, RateScope, RateSnapshot, RatesQuery
+from teflon.common.wire import HeldObject, Priority, RateScope, RateSnapshot, RatesQuery
 from teflon.metrics.backends import BackendError, InvalidMetricSelector, Series, Target
 from teflon.metrics.config import MetricDef, TeflonBackend
 from teflon.metrics.selectors import Selector
@@ -114,6 +114,25 @@ def _query(metric: MetricDef, selector: Selector, **where: object) -> RatesQuery
     )
 
 
+def _hold(rates: dict[str, float], held: list[HeldObject]) -> dict[str, float]:
+    """Apply the webhook's guardrail to ``rates``: an error for a held object, or its capped value.
+
+    Raises ``BackendError`` for an object held without a cap: the metrics API then answers an error
+    and the HPA keeps its replica count, instead of scaling a compromised workload out on its own
+    alerts. A cap (``hold: cap``) replaces the value by at most the rate before the response.
+    """
+    out = dict(rates)
+    for h in held:
+        if h.cap_per_minute is None:
+            raise BackendError(
+                f"{h.kind} {h.namespace}/{h.name} is held until {h.until.isoformat(timespec='seconds')}: "
+                f"teflon enforced a response on it at {h.since.isoformat(timespec='seconds')}, so its "
+                "alert rates do not drive scaling (webhook.policy.guardrail)"
+            )
+        out[h.name] = min(out.get(h.name, 0.0), h.cap_per_minute)
+    return out
+
+
 class TeflonRates:
     """``Backend`` over the webhook's ``GET /v1/rates`` on every replica."""
 
@@ -152,7 +171,8 @@ class TeflonRates:
             log.warning("webhook replica dropped tracked objects; counts may be low", extra={"url": url})
         return snap
 
-    async def _counts(self, query: RatesQuery) -> dict[tuple[str, str, str], int]:
+    async def _counts(self, query: RatesQuery) -> tuple[dict[tuple[str, str, str], int], list[HeldObject]]:
+        """Counts summed over every replica, and the objects any replica holds (the guardrail)."""
         urls = await self._finder.replicas()
         if not urls:
             raise BackendError("no ready webhook replica to ask for alert rates")
@@ -176,11 +196,13 @@ class TeflonRates:
             self._telemetry.backend_latency("teflon", time.perf_counter() - started)
         snaps = [t.result() for t in tasks]
         total: dict[tuple[str, str, str], int] = {}
+        held: list[HeldObject] = []
         for snap in snaps:
+            held.extend(snap.held)
             for e in snap.entries:
                 key = (e.namespace, e.kind, e.name)
                 total[key] = total.get(key, 0) + e.count
-        return total
+        return total, held
 
     async def fetch(self, metric: MetricDef, target: Target) -> dict[str, float]:
         rtype = target.rtype
@@ -194,7 +216,7 @@ class TeflonRates:
                 "kind": None if rtype.kind == "Pod" else rtype.kind,
                 "name": one,
             }
-        counts = await self._counts(_query(metric, target.metric_selector, **where))
+        counts, held = await self._counts(_query(metric, target.metric_selector, **where))
         wanted = set(target.names)
         per_object: dict[str, int] = {}
         for (ns, kind, name), count in counts.items():
@@ -206,10 +228,13 @@ class TeflonRates:
             if name in wanted:
                 per_object[name] = per_object.get(name, 0) + count
         # sum exact counts first, divide once: the rate is as exact as a float can be
-        return {name: count * 60.0 / metric.window_seconds for name, count in per_object.items()}
+        rates = {name: count * 60.0 / metric.window_seconds for name, count in per_object.items()}
+        return _hold(rates, [h for h in held if h.kind == rtype.kind and h.name in wanted])
 
     async def fetch_external(self, metric: MetricDef, namespace: str, selector: Selector) -> list[Series]:
-        counts = await self._counts(_query(metric, selector, scope=RateScope.NAMESPACE, namespace=namespace))
+        counts, _held = await self._counts(
+            _query(metric, selector, scope=RateScope.NAMESPACE, namespace=namespace)
+        )
         total = sum(c for (ns, kind, name), c in counts.items() if kind == "Namespace" and name == namespace)
         return [Series({"namespace": namespace}, total * 60.0 / metric.window_seconds)]
 
