@@ -370,7 +370,8 @@ async def test_a_pod_lookup_failure_skips_the_response_without_raising(fake_clus
 async def test_alerts_and_responses_are_counted_against_pod_workload_and_namespace(
     fake_cluster: FakeActions,
 ) -> None:
-    r = rig(policy(actions=[{"type": "label"}]), fake_cluster)
+    # Without the guardrail: with it, the alert after the response would not count (test_scaling).
+    r = rig(policy(actions=[{"type": "label"}], guardrail={"enabled": False}), fake_cluster)
     await r.send(alert())
     await r.send(alert())
     workloads = r.rates.entries(RateScope.WORKLOAD, Signal.ALERTS, 60)

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from functools import partial
 
 from teflon.common.kube import KubeError
-from teflon.common.wire import Signal
 from teflon.webhook.actions import ActionResult, ClusterActions, Outcome, PodReader, perform
 from teflon.webhook.alert import Alert
 from teflon.webhook.claims import release_or_expire
@@ -137,16 +136,7 @@ class Responder:
         if self.owners is not None and alert.namespace and alert.pod:
             workload = await self.owners.workload_of_pod_name(alert.namespace, alert.pod)
         policy = self._policy()
-        # The guardrail: alerts about a pod teflon acted on never feed the rates that drive scaling.
-        if policy is None or not self.scaling.muted(policy.guardrail, alert.namespace, alert.pod):
-            self._rates.record(
-                Signal.ALERTS,
-                alert.rule,
-                alert.priority,
-                namespace=alert.namespace,
-                pod=alert.pod,
-                workload=workload,
-            )
+        self.scaling.count_alert(policy.guardrail if policy is not None else None, alert, workload)
         if policy is None:  # an invalid file at startup: count alerts, decide nothing until a valid one
             return
         candidates = candidate_rules(policy, alert)
@@ -272,15 +262,7 @@ class Responder:
         if result.outcome in (Outcome.BLOCKED, Outcome.FAILED):
             await release_or_expire(self._actions, claim)
         if result.outcome is Outcome.APPLIED:
-            self.scaling.acted(t.policy.guardrail, t.ref.namespace, t.ref.name, t.workload)
-            self._rates.record(
-                Signal.RESPONSES,
-                t.rule.name,
-                t.alert.priority,
-                namespace=t.ref.namespace,
-                pod=t.ref.name,
-                workload=t.workload,
-            )
+            self.scaling.responded(t.policy.guardrail, t.rule.name, t.alert.priority, t.ref, t.workload)
         return t.decided(action, Result(result.outcome.value), detail=result.detail)
 
     async def _skip_rule(

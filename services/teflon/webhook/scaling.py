@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from teflon.common.wire import HeldObject, RateScope, RatesQuery, Signal
+from teflon.common.wire import HeldObject, Priority, RateScope, RatesQuery, Signal
+from teflon.webhook.alert import Alert
+from teflon.webhook.objects import PodRef
 from teflon.webhook.policy import Guardrail, HoldMode
 from teflon.webhook.rates import RateTracker, Workload
 
@@ -52,6 +54,28 @@ class ScalingGuard:
         self._clock = clock
         self._muted: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._holds: OrderedDict[tuple[str, str, str], _Hold] = OrderedDict()
+
+    def count_alert(self, cfg: Guardrail | None, alert: Alert, workload: Workload | None) -> None:
+        """Count ``alert`` in the rates, unless its pod is muted (``cfg`` None: no policy yet, count)."""
+        if cfg is not None and self.muted(cfg, alert.namespace, alert.pod):
+            return
+        self._rates.record(
+            Signal.ALERTS,
+            alert.rule,
+            alert.priority,
+            namespace=alert.namespace,
+            pod=alert.pod,
+            workload=workload,
+        )
+
+    def responded(
+        self, cfg: Guardrail, rule: str, priority: Priority, pod: PodRef, workload: Workload | None
+    ) -> None:
+        """Count an applied enforced response, then mute the pod and hold it and its workload."""
+        self._rates.record(
+            Signal.RESPONSES, rule, priority, namespace=pod.namespace, pod=pod.name, workload=workload
+        )
+        self.acted(cfg, pod.namespace, pod.name, workload)
 
     def muted(self, cfg: Guardrail, namespace: str | None, pod: str | None) -> bool:
         """Whether alerts about this pod are kept out of the rates now."""
