@@ -10,7 +10,7 @@ import secrets
 from typing import Any, cast
 
 from teflon.common import kube
-from teflon.metrics.auth import KubeTokenReviewer
+from teflon.metrics.reviews import KubeTokenReviewer
 
 GOOD = "good-token"
 

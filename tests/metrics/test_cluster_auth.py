@@ -21,12 +21,11 @@ from teflon.metrics.auth import (
     AuthConfigSource,
     Authenticator,
     Authorizer,
-    KubeAccessReviewer,
-    KubeTokenReviewer,
 )
 from teflon.metrics.config import parse_config
 from teflon.metrics.provider import ConfiguredProvider
 from teflon.metrics.resources import KubeObjects
+from teflon.metrics.reviews import KubeAccessReviewer, KubeTokenReviewer
 from teflon.metrics.telemetry import Telemetry
 from teflon.metrics.tls import ServerTLS
 from tests.harness.certs import CertificateAuthority

@@ -23,13 +23,12 @@ from teflon.metrics.auth import (
     Authenticator,
     AuthError,
     Authorizer,
-    KubeAccessReviewer,
-    KubeTokenReviewer,
 )
 from teflon.metrics.backends.registry import BackendContext, build_backends
 from teflon.metrics.config import ConfigError, load_config
 from teflon.metrics.provider import ConfiguredProvider
 from teflon.metrics.resources import KubeObjects
+from teflon.metrics.reviews import KubeAccessReviewer, KubeTokenReviewer
 from teflon.metrics.settings import Settings
 from teflon.metrics.telemetry import Telemetry
 from teflon.metrics.tls import ServerTLS, TLSH11Protocol, https_config
