@@ -4,7 +4,8 @@ The aggregator proves itself with a front-proxy client certificate, and the app 
 connection presented one before it may trust ``X-Remote-User``. Released uvicorn does not pass the peer
 certificate to the application, so ``TLSH11Protocol`` reads it from the TLS transport when a connection
 is made and publishes it per the ASGI TLS extension as ``scope["extensions"]["tls"]`` with
-``client_cert_chain`` (PEM strings). If a server already fills that extension, its value is kept.
+``client_cert_chain`` (PEM strings, leaf first, with the intermediates the client sent). If a server
+already fills that extension, its value is kept.
 
 The SSL context *requests* a client certificate without requiring one (``CERT_OPTIONAL``): the kubelet,
 token clients and the aggregator share the port, and the app decides per request. OpenSSL checks a
@@ -14,6 +15,7 @@ presented certificate against every CA ever trusted here; the app verifies the c
 
 from __future__ import annotations
 
+import _ssl
 import asyncio
 import logging
 import ssl
@@ -42,18 +44,36 @@ _TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 _MAX_CHAIN = 5
 
 
+def peer_chain_der(sslobj: Any) -> list[bytes]:
+    """The certificates the client sent, leaf first, as DER (intermediates included).
+
+    ``getpeercert`` gives the leaf alone, and a front-proxy certificate issued by an intermediate CA
+    (which kube-apiserver accepts) must be verified with the intermediates its client sent. Python 3.13
+    has ``get_unverified_chain``; before it, 3.10 to 3.12 have the same method on the inner object.
+    """
+    public = getattr(sslobj, "get_unverified_chain", None)
+    if public is not None:
+        return [bytes(c) for c in public() or [] if c is not None]
+    inner = getattr(getattr(sslobj, "_sslobj", None), "get_unverified_chain", None)
+    if inner is not None:
+        # Without a client certificate 3.11 answers a list holding None.
+        return [c.public_bytes(_ssl.ENCODING_DER) for c in inner() or [] if c is not None]
+    der = sslobj.getpeercert(binary_form=True)
+    return [der] if der else []
+
+
 def peer_tls_info(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
     """The ASGI TLS extension dictionary for a TLS ``transport``; None for plain TCP."""
     sslobj = transport.get_extra_info("ssl_object")
     if sslobj is None:
         return None
-    der = sslobj.getpeercert(binary_form=True)
     chain: list[str] = []
     name: str | None = None
-    if der:
+    for i, der in enumerate(peer_chain_der(sslobj)[:_MAX_CHAIN]):
         cert = x509.load_der_x509_certificate(der)
         chain.append(cert.public_bytes(encoding=_PEM).decode("ascii"))
-        name = cert.subject.rfc4514_string()
+        if i == 0:
+            name = cert.subject.rfc4514_string()
     cipher = sslobj.cipher()
     return {
         "server_cert": None,
