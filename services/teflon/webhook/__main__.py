@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import ssl
 import sys
 from collections.abc import Generator
 
@@ -20,6 +19,7 @@ from teflon.common.kube import KubeClient, KubeError
 from teflon.common.logs import setup_logging
 from teflon.common.serving import bounded_h11, server_limits
 from teflon.common.settings import load_settings
+from teflon.common.tls import ReloadingServerTLS
 from teflon.webhook.actions import ClusterActions
 from teflon.webhook.app import create_app
 from teflon.webhook.kube_actions import KubeClusterActions
@@ -46,12 +46,25 @@ def connect_cluster(settings: Settings) -> ClusterActions | None:
     return KubeClusterActions(client, reporting_instance=settings.pod_name)
 
 
-def server_configs(settings: Settings, ingest: object, ops: object) -> tuple[uvicorn.Config, uvicorn.Config]:
+# How often the serving certificate, key and client CA files are checked for a renewal.
+TLS_CHECK_SECONDS = 30.0
+
+
+def server_tls(settings: Settings) -> ReloadingServerTLS | None:
+    """The ingest port's TLS (reloaded when its files change), None when it serves plain HTTP."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    return ReloadingServerTLS(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+
+
+def server_configs(
+    settings: Settings, ingest: object, ops: object, reloading: ReloadingServerTLS | None = None
+) -> tuple[uvicorn.Config, uvicorn.Config]:
     tls: dict[str, object] = {}
-    if settings.tls_cert_file is not None:
-        tls = {"ssl_certfile": str(settings.tls_cert_file), "ssl_keyfile": str(settings.tls_key_file)}
-        if settings.tls_client_ca_file is not None:
-            tls |= {"ssl_ca_certs": str(settings.tls_client_ca_file), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    reloading = reloading or server_tls(settings)
+    if reloading is not None:
+        context = reloading.context
+        tls = {"ssl_context_factory": lambda _config, _default: context}
     common: dict[str, object] = {
         "lifespan": "off",
         "log_config": None,
@@ -74,7 +87,8 @@ def server_configs(settings: Settings, ingest: object, ops: object) -> tuple[uvi
 
 async def serve(settings: Settings) -> None:
     app = create_app(settings, actions=connect_cluster(settings))
-    ingest_cfg, ops_cfg = server_configs(settings, app.ingest, app.ops)
+    reloading = server_tls(settings)
+    ingest_cfg, ops_cfg = server_configs(settings, app.ingest, app.ops, reloading)
     servers = [_Server(ingest_cfg), _Server(ops_cfg)]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -89,6 +103,7 @@ async def serve(settings: Settings) -> None:
             asyncio.create_task(servers[0].serve(sockets=[listener])),
             asyncio.create_task(servers[1].serve()),
         ]
+        watch = asyncio.create_task(reloading.watch(TLS_CHECK_SECONDS)) if reloading else None
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
         log.info("shutting down: no new alerts, draining the queue")
@@ -98,6 +113,8 @@ async def serve(settings: Settings) -> None:
         servers[0].should_exit = True
         await tasks[0]
         app.service.accepting = False
+        if watch is not None:
+            watch.cancel()
     servers[1].should_exit = True
     await asyncio.gather(*tasks[1:], return_exceptions=True)
     for task in done:
