@@ -8,15 +8,12 @@ not verify and every aggregated request was 401. Here the real TLS handshake car
 from __future__ import annotations
 
 import ssl
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from prometheus_client import CollectorRegistry
 
 from teflon.metrics.app import Components, create_app
@@ -27,35 +24,11 @@ from teflon.metrics.telemetry import Telemetry
 from teflon.metrics.tls import ServerTLS
 from tests.harness.certs import CertificateAuthority
 from tests.metrics.fakes import FakeAccess, FakeBackend, FakeObjects, FakeTokens
+from tests.metrics.test_tls_auth import _cert as issued
 from tests.metrics.tlsserver import client, serve_https
 
 DISCOVERY = "/apis/custom.metrics.k8s.io/v1beta2"
 HPA = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
-
-
-def signed(
-    issuer: CertificateAuthority, cn: str, *, ca: bool, key: ec.EllipticCurvePrivateKey
-) -> x509.Certificate:
-    now = datetime.now(UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .issuer_name(issuer.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
-        )
-    else:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-    return builder.sign(issuer.key, hashes.SHA256())
 
 
 @pytest.mark.parametrize("send_intermediate", [True, False])
@@ -63,14 +36,9 @@ async def test_a_front_proxy_chain_through_an_intermediate_authenticates(
     tmp_path: Path, send_intermediate: bool
 ) -> None:
     root = CertificateAuthority.create("front-proxy-root")
-    inter_key = ec.generate_private_key(ec.SECP256R1())
-    inter = CertificateAuthority(
-        "front-proxy-intermediate",
-        signed(root, "front-proxy-intermediate", ca=True, key=inter_key),
-        inter_key,
-    )
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    leaf = signed(inter, "front-proxy-client", ca=False, key=leaf_key)
+    inter_cert, inter_key = issued(root, "front-proxy-intermediate", ca=True, days=30)
+    inter = CertificateAuthority("front-proxy-intermediate", inter_cert, inter_key)
+    leaf, leaf_key = issued(inter, "front-proxy-client", usages=[ExtendedKeyUsageOID.CLIENT_AUTH], days=30)
     chain = [leaf, inter.cert] if send_intermediate else [leaf]
     cert_file, key_file = tmp_path / "proxy.crt", tmp_path / "proxy.key"
     cert_file.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
