@@ -108,16 +108,12 @@ fuzz: ## Fuzz the webhook's HTTP API (FUZZ_CASES=100000); summary in docs/harden
 	@.venv/bin/python -m hardening.fuzz_wire --out docs/hardening/fuzz-wire.json
 	@.venv/bin/python -m hardening.report
 
-# Not `scripts/cluster.sh down`: that also removes the host's unreachable routes, which a second
-# cluster on this machine (.cluster) still relies on.
+# `stop`, not `down`: `down` also removes the host's unreachable routes, which a second cluster on this
+# machine (.cluster) still relies on.
 .PHONY: evidence-cluster-down
 evidence-cluster-down: ## Stop the control plane make bench/chaos started (build/evidence-cluster) and remove it
-	@TEFLON_CLUSTER_STATE=$(CURDIR)/build/evidence-cluster bash -c 'source scripts/cluster.sh; \
-		for c in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do \
-			pid=$$(running_pid $$c) || continue; kill -TERM $$pid; \
-			for _ in $$(seq 1 150); do kill -0 $$pid 2>/dev/null || break; sleep 0.1; done; \
-			kill -KILL $$pid 2>/dev/null || true; \
-		done; rm -rf "$$STATE"'
+	@TEFLON_CLUSTER_STATE=$(CURDIR)/build/evidence-cluster scripts/cluster.sh stop
+	@rm -rf build/evidence-cluster
 
 CHAOS_ARGS ?=
 .PHONY: chaos

@@ -6,7 +6,7 @@ The chart is installed in enforce mode on a cluster of its own (``build/evidence
 TEFLON_CLUSTER_STATE says otherwise; its kube-apiserver is stopped on purpose, so never one other work
 is using), with its webhook and metrics server as real processes (``tests/harness/stack.py``). Faults:
 
-1. kube-apiserver stopped (SIGTERM) and started again by ``scripts/cluster.sh``'s own functions during
+1. kube-apiserver stopped (SIGTERM) and started again with ``scripts/cluster.sh stop|start`` during
    an alert flood: the webhook keeps answering 202, every decision it logged as applied is in the
    cluster, no pod UID is acted on twice per action, and every pod is acted on once the API is back;
 2. a webhook replica killed (SIGKILL) and another stopped (SIGTERM) mid-burst: the surviving replica
@@ -114,21 +114,17 @@ class Report:
 # --- the control plane ---------------------------------------------------------------------------
 
 
-def cluster_sh(function: str) -> None:
-    """Run one function of scripts/cluster.sh against this cluster's state (its PIDs, ports, PKI)."""
-    script = f'source "{ROOT}/scripts/cluster.sh"; {function}'
-    subprocess.run(["bash", "-c", script], check=True, cwd=ROOT, timeout=300)
+def cluster_sh(*args: str) -> None:
+    """``scripts/cluster.sh ARGS`` against this cluster's state (TEFLON_CLUSTER_STATE)."""
+    subprocess.run([str(ROOT / "scripts" / "cluster.sh"), *args], check=True, cwd=ROOT, timeout=300)
 
 
 def stop_apiserver() -> None:
-    cluster_sh(
-        'pid=$(running_pid kube-apiserver); kill -TERM "$pid"; '
-        'while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done'
-    )
+    cluster_sh("stop", "kube-apiserver")
 
 
 def start_apiserver() -> None:
-    cluster_sh("start_apiserver")
+    cluster_sh("start", "kube-apiserver")
 
 
 def fresh_namespace(cluster: Cluster, name: str) -> None:
