@@ -1,7 +1,7 @@
 """Fixtures of the end-to-end suite: one installed release whose services run as real processes.
 
 ``stack`` (module) installs ``charts/teflon`` as release ``teflon`` in namespace ``teflon-e2e`` with
-``values/processes.yaml`` + ``values/e2e.yaml`` and runs its webhook and metrics server
+``tests/harness/values/processes.yaml`` + ``values/e2e.yaml`` and runs its webhook and metrics server
 (``tests.harness.stack.ChartStack``). It holds the machine-wide lock on ``custom.metrics.k8s.io``
 for its whole life, since only one server may own those APIServices. ``policy_mode("enforce")``
 switches the policy with a ``helm upgrade`` (the webhook processes roll like pods do) and is a no-op
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.cluster import Cluster
-from tests.harness.stack import ChartStack
+from tests.harness.stack import PROCESS_VALUES, ChartStack
 from tests.harness.workloads import ensure_namespace
 
 NAMESPACE = "teflon-e2e"
@@ -26,7 +26,7 @@ RELEASE = "teflon"
 #: The namespace of the HPA target named in values/e2e.yaml (autoscaling.targets).
 SHOP = "e2e-shop"
 VALUES = Path(__file__).parent / "values"
-BASE_VALUES = [VALUES / "processes.yaml", VALUES / "e2e.yaml"]
+BASE_VALUES = [PROCESS_VALUES, VALUES / "e2e.yaml"]
 MODES = {"dryRun": BASE_VALUES, "enforce": [*BASE_VALUES, VALUES / "enforce.yaml"]}
 APISERVICE_LOCK = "apiservice-custom.metrics.k8s.io"
 

@@ -46,7 +46,9 @@ from tests.harness.cluster import ROOT, ApiError, Cluster
 from tests.harness.netns import SUBNET, NetNamespace
 
 CHART = ROOT / "charts" / "teflon"
-#: The node selector (in tests/e2e/values/processes.yaml) that keeps the chart's own pods Pending.
+#: Values every install that ChartStack runs needs: the node selector that keeps the chart's own pods Pending.
+PROCESS_VALUES = Path(__file__).resolve().parent / "values" / "processes.yaml"
+#: The node selector (in ``PROCESS_VALUES``) that keeps the chart's own pods Pending.
 PROCESS_NODE_LABEL = "teflon.io/e2e-process"
 SLICE_MANAGER = "teflon-e2e-stack"
 IMAGE_USER = 65532
@@ -147,7 +149,7 @@ class ChartStack:
         if template["spec"].get("nodeSelector", {}).get(PROCESS_NODE_LABEL) is None:
             raise StackError(
                 f"Deployment {dep['metadata']['name']} has no nodeSelector {PROCESS_NODE_LABEL}: install "
-                "with tests/e2e/values/processes.yaml so kwok does not run the chart's pods too"
+                "with tests/harness/values/processes.yaml so kwok does not run the chart's pods too"
             )
         return [
             {

@@ -1,0 +1,29 @@
+"""The demo's settings and the few helpers every part of it uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.harness.cluster import Cluster
+from tests.harness.stack import PROCESS_VALUES
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = "teflon-demo"
+RELEASE = "teflon"
+SHOP = "shop"
+APP = "storefront"
+HERE = Path(__file__).resolve().parent
+VALUES = [PROCESS_VALUES, HERE / "values.yaml"]
+ENFORCE = [*VALUES, HERE / "enforce.yaml"]
+LOCK = "apiservice-custom.metrics.k8s.io"
+STATE = ROOT / ".cluster" / "demo"
+STATUS = STATE / "status.json"
+PIDFILE = STATE / "supervisor.pid"
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def cluster() -> Cluster:
+    return Cluster.from_state(ROOT / ".cluster")
