@@ -19,21 +19,18 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import ssl
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from bench.alerts import AlertMix, Target
-from tests.harness.cluster import ROOT, ApiError, Cluster, ensure_up
+from tests.harness.cluster import ApiError, Cluster, evidence_cluster
 from tests.harness.stack import ChartStack
 from tests.harness.stats import percentile
 from tests.harness.workloads import QUARANTINE_LABEL as LABEL
@@ -41,6 +38,7 @@ from tests.harness.workloads import (
     deployment,
     ensure_namespace,
     ingest_url,
+    installed_stack,
     unbounded_enforce_values,
     wait_ready_pods,
 )
@@ -72,14 +70,6 @@ VALUES["metrics"]["definitions"] = [
 ]
 
 
-@contextlib.contextmanager
-def evidence_cluster() -> Iterator[Cluster]:
-    """The cluster named by TEFLON_CLUSTER_STATE, or a separate one in build/evidence-cluster."""
-    os.environ.setdefault("TEFLON_CLUSTER_STATE", str(ROOT / "build" / "evidence-cluster"))
-    print(f"bench: local control plane in {os.environ['TEFLON_CLUSTER_STATE']}", file=sys.stderr, flush=True)
-    yield ensure_up(timeout=900)
-
-
 def apply_deployment(cluster: Cluster, name: str, namespace: str, replicas: int) -> None:
     obj = deployment(name, namespace, replicas)
     try:
@@ -88,21 +78,6 @@ def apply_deployment(cluster: Cluster, name: str, namespace: str, replicas: int)
         if exc.status != 409:
             raise
         cluster.apply(obj)
-
-
-@contextlib.contextmanager
-def installed_stack(cluster: Cluster, workdir: Path) -> Iterator[ChartStack]:
-    values = workdir / "bench-values.yaml"
-    values.write_text(yaml.safe_dump(VALUES))
-    ensure_namespace(cluster, NAMESPACE)
-    stack = ChartStack(cluster, RELEASE, NAMESPACE, workdir)
-    stack.uninstall()
-    stack.helm_install([values])
-    try:
-        with stack.running("webhook", "metrics"):
-            yield stack
-    finally:
-        stack.uninstall()
 
 
 def tls_client(cluster: Cluster, timeout: float = 30) -> httpx.AsyncClient:
@@ -236,7 +211,9 @@ def run(args: argparse.Namespace, peers: dict[str, Any]) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="teflon-bench-stack-"))
     workdir.chmod(0o755)  # the processes run as the image's user and must traverse it
     try:
-        with evidence_cluster() as cluster, installed_stack(cluster, workdir) as stack:
+        cluster = evidence_cluster()
+        print(f"bench: local control plane in {cluster.state}", file=sys.stderr, flush=True)
+        with installed_stack(cluster, RELEASE, NAMESPACE, workdir, VALUES) as stack:
             out: dict[str, Any] = {"kubernetes": cluster.kubernetes_version}
             out["reaction"] = asyncio.run(
                 reaction.run(

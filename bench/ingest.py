@@ -16,7 +16,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +23,9 @@ from typing import Any, ClassVar
 
 from bench.alerts import AlertMix
 from bench.loadgen import Connection, closed_loop, get_text, open_loop
-from tests.harness.ports import free_port
 from tests.harness.prom import metric_sum, series
 from tests.harness.stats import percentile
+from tests.harness.webhook import WebhookProcess
 
 HOST = "127.0.0.1"
 PATH = b"/v1/falco"
@@ -34,7 +33,7 @@ PATH = b"/v1/falco"
 
 @dataclass
 class Process:
-    """A webhook (``python -m teflon.webhook``) started for one measurement."""
+    """A webhook (``python -m teflon.webhook``, no cluster) started for one measurement."""
 
     proc: subprocess.Popen[bytes]
     port: int
@@ -46,33 +45,9 @@ class Process:
 
     @classmethod
     def start(cls, workdir: Path, env: dict[str, str]) -> Process:
-        port, ops_port = free_port(), free_port()
-        full = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(workdir),
-            "TEFLON_WEBHOOK_HOST": HOST,
-            "TEFLON_WEBHOOK_PORT": str(port),
-            "TEFLON_WEBHOOK_OPS_PORT": str(ops_port),
-            "TEFLON_WEBHOOK_KUBECONFIG": str(workdir / "no-cluster"),
-            "TEFLON_WEBHOOK_LOG_LEVEL": "WARNING",
-            **env,
-        }
-        log = workdir / f"webhook-{port}.log"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "teflon.webhook"],
-            env=full,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"webhook exited {proc.returncode}:\n{log.read_text()}")
-            if ready(ops_port):
-                return cls(proc, port, ops_port, log)
-            time.sleep(0.2)
-        proc.kill()
-        raise RuntimeError("webhook did not become ready within 60 s")
+        settings = {"TEFLON_WEBHOOK_LOG_LEVEL": "WARNING", **env}
+        hook = WebhookProcess.start(workdir, settings, probe="/readyz")
+        return cls(hook.proc, hook.port, hook.ops_port, hook.log)
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -39,7 +39,10 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.harness.cluster import ROOT, ApiError, Cluster, CommandError, ensure_up
+from hardening.summary import publish
+from tests.harness.cluster import ROOT, ApiError, Cluster, CommandError, evidence_cluster
+from tests.harness.falco import alert_doc
+from tests.harness.prom import metric_sum
 from tests.harness.stack import ChartStack
 from tests.harness.workloads import (
     DELETE_RULE,
@@ -47,6 +50,7 @@ from tests.harness.workloads import (
     deployment,
     ensure_namespace,
     ingest_url,
+    installed_stack,
     ops_url,
     unbounded_enforce_values,
     wait_ready_pods,
@@ -156,20 +160,16 @@ def workload(
 
 
 def alert(rule: str, pod: dict[str, Any]) -> bytes:
-    doc = {
-        "rule": rule,
-        "priority": "Critical",
-        "source": "syscall",
-        "hostname": pod["spec"]["nodeName"],
-        "output": f"{rule} in {pod['metadata']['name']}",
-        "output_fields": {
-            "k8s.ns.name": pod["metadata"]["namespace"],
-            "k8s.pod.name": pod["metadata"]["name"],
-            "k8s.pod.uid": pod["metadata"]["uid"],
-            "container.id": "0123456789ab",
-            "proc.cmdline": "sh",
-        },
-    }
+    meta = pod["metadata"]
+    doc = alert_doc(
+        meta["namespace"],
+        meta["name"],
+        rule=rule,
+        uid=meta["uid"],
+        hostname=pod["spec"]["nodeName"],
+        fields={"container.id": "0123456789ab", "proc.cmdline": "sh"},
+        output=f"{rule} in {meta['name']}",
+    )
     return json.dumps(doc).encode()
 
 
@@ -189,11 +189,7 @@ def decisions(stack: ChartStack, replica: int | None = None) -> list[dict[str, A
 
 async def metric(http: httpx.AsyncClient, stack: ChartStack, replica: int, name: str) -> float:
     text = (await http.get(f"{ops_url(stack, 'webhook', replica)}/metrics")).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name) and not line.startswith("#") and line.split("{")[0].split(" ")[0] == name
-    )
+    return metric_sum(text, name)
 
 
 async def drained(http: httpx.AsyncClient, stack: ChartStack, patience: float = 120) -> None:
@@ -337,11 +333,7 @@ def _skips(stack: ChartStack, reason: str) -> float:
     for i in range(len(stack.pods["webhook"])):
         with contextlib.suppress(httpx.HTTPError):
             text = httpx.get(f"{ops_url(stack, 'webhook', i)}/metrics", timeout=5).text
-            total += sum(
-                float(line.rsplit(" ", 1)[1])
-                for line in text.splitlines()
-                if line.startswith("teflon_webhook_skips_total") and f'reason="{reason}"' in line
-            )
+            total += metric_sum(text, "teflon_webhook_skips_total", reason=reason)
     return total
 
 
@@ -642,20 +634,12 @@ def _revision(cluster: Cluster) -> int:
 
 @contextlib.contextmanager
 def chaos_stack(workdir: Path) -> Iterator[tuple[Cluster, ChartStack]]:
-    os.environ.setdefault("TEFLON_CLUSTER_STATE", str(ROOT / "build" / "evidence-cluster"))
-    cluster = ensure_up(timeout=900)
-    values = workdir / "values.yaml"
-    values.write_text(yaml.safe_dump(VALUES))
-    ensure_namespace(cluster, NAMESPACE)
+    cluster = evidence_cluster()
     fresh_namespace(cluster, SHOP)
-    stack = ChartStack(cluster, RELEASE, NAMESPACE, workdir)
-    stack.uninstall()
-    stack.helm_install([values])
     try:
-        with stack.running("webhook", "metrics"):
+        with installed_stack(cluster, RELEASE, NAMESPACE, workdir, VALUES) as stack:
             yield cluster, stack
     finally:
-        stack.uninstall()
         for ns in ("chaos-a", "chaos-b", "chaos-d", SHOP):
             with contextlib.suppress(ApiError):
                 cluster.request("DELETE", f"/api/v1/namespaces/{ns}")
@@ -693,11 +677,7 @@ def main() -> int:
         "failed": report.failed,
         "scenarios": report.scenarios,
     }
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    publish(summary, args.out)
     return 1 if report.failed else 0
 
 

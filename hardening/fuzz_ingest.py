@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
+from hardening.summary import publish
 from teflon.webhook.app import create_app
 from teflon.webhook.settings import Settings
 from tests.harness.strategies import JSON_VALUES, bodies
@@ -408,11 +409,7 @@ def main() -> int:
         "first_violations": tally.violations[:20],
         "first_worker_errors": worker_errors[:20],
     }
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    publish(summary, args.out)
     return 1 if tally.violations or worker_errors or tally.cases < args.cases else 0
 
 

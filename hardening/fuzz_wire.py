@@ -1,4 +1,3 @@
-# ruff: noqa: PLR0915 - one linear script: start, drive, check, report
 """``make fuzz`` (second part): malformed HTTP on the wire to a real ``python -m teflon.webhook``.
 
     python -m hardening.fuzz_wire --cases 5000 --out docs/hardening/fuzz-wire.json
@@ -14,16 +13,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import httpx
+
+from hardening.summary import publish
+from tests.harness.prom import metric_sum
+from tests.harness.webhook import WebhookError, WebhookProcess
 
 HOST = "127.0.0.1"
 ALERT = json.dumps(
@@ -34,12 +37,6 @@ ALERT = json.dumps(
         "output_fields": {"k8s.ns.name": "shop", "k8s.pod.name": "web-1", "evt.time": 1700000000000000000},
     }
 ).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def request(rng: random.Random) -> tuple[bytes, str]:
@@ -135,17 +132,8 @@ def exchange(port: int, raw: bytes, timeout: float = 5.0) -> list[int]:
     ]
 
 
-def metric(ops_port: int, name: str) -> float:
-    with socket.create_connection((HOST, ops_port), timeout=5) as s:
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return sum(
-        float(line.rsplit(b" ", 1)[1])
-        for line in data.split(b"\n")
-        if line.startswith(name.encode()) and line[len(name) : len(name) + 1] in (b"{", b" ")
-    )
+def metric(hook: WebhookProcess, name: str) -> float:
+    return metric_sum(httpx.get(f"{hook.ops_url}/metrics", timeout=5).text, name)
 
 
 def main() -> int:
@@ -155,31 +143,13 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     rng = random.Random(args.seed)  # noqa: S311 - not for secrets: a seed that reproduces the run
-    port, ops_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": tmp,
-            "TEFLON_WEBHOOK_HOST": HOST,
-            "TEFLON_WEBHOOK_PORT": str(port),
-            "TEFLON_WEBHOOK_OPS_PORT": str(ops_port),
-            "TEFLON_WEBHOOK_KUBECONFIG": str(Path(tmp) / "none"),
-            "TEFLON_WEBHOOK_LOG_LEVEL": "ERROR",
-        }
-        log = Path(tmp) / "webhook.log"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "teflon.webhook"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-        )
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    metric(ops_port, "teflon_webhook_alerts_total")
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise SystemExit(f"webhook did not start:\n{log.read_text()}") from None
-                    time.sleep(0.2)
+            hook = WebhookProcess.start(Path(tmp), {"TEFLON_WEBHOOK_LOG_LEVEL": "ERROR"})
+        except WebhookError as exc:
+            raise SystemExit(f"webhook did not start: {exc}") from None
+        proc, port = hook.proc, hook.port
+        try:
             statuses: Counter[str] = Counter()
             kinds: Counter[str] = Counter()
             violations: list[str] = []
@@ -207,7 +177,7 @@ def main() -> int:
                     break
             elapsed = time.monotonic() - started
             alive = proc.poll() is None
-            counted = metric(ops_port, "teflon_webhook_alerts_total") if alive else -1.0
+            counted = metric(hook, "teflon_webhook_alerts_total") if alive else -1.0
             requests_202 = accepted
             # Each 202 answer accepted 1 to 5 alerts; the counter must hold at least one per 202.
             if alive and counted < requests_202:
@@ -215,9 +185,8 @@ def main() -> int:
                     f"{requests_202} requests answered 202 but only {counted:.0f} alerts counted"
                 )
         finally:
-            proc.terminate()
-            proc.wait(timeout=60)
-        errors = [line for line in log.read_text(errors="replace").splitlines() if '"level":"error"' in line]
+            hook.stop(timeout=60)
+        errors = [line for line in hook.output().splitlines() if '"level":"error"' in line]
     # What each ERROR line ended in: the last line of its traceback.
     kinds_of_error = Counter(
         (json.loads(line).get("exc") or json.loads(line).get("msg", "")).strip().splitlines()[-1][:160]
@@ -244,11 +213,7 @@ def main() -> int:
         "unexpected_error_kinds": unexpected,
         "first_violations": violations[:20],
     }
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    publish(summary, args.out)
     return 1 if violations or unexpected or not alive else 0
 
 

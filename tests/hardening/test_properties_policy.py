@@ -31,6 +31,7 @@ from teflon.webhook.quarantine import QuarantineOrder
 from teflon.webhook.rates import RateTracker
 from teflon.webhook.responder import Responder
 from teflon.webhook.telemetry import Telemetry
+from tests.harness.falco import alert_doc
 
 OWN_NAMESPACE = "teflon"
 NAMESPACES = ["default", "shop", "kube-system", "kube-public", OWN_NAMESPACE, "dev-a", "prod"]
@@ -252,10 +253,8 @@ def streams(draw: st.DrawFn) -> list[tuple[str, Any]]:
 def make_alert(cluster: RecordingCluster, item: tuple[tuple[str, str], str, str, str, bool]) -> Alert:
     pod, rule, priority, node, uid = item
     namespace, name = pod
-    fields: dict[str, Any] = {"k8s.ns.name": namespace, "k8s.pod.name": name}
-    if uid:
-        fields["k8s.pod.uid"] = cluster.pods[pod]["metadata"]["uid"]
-    doc = {"rule": rule, "priority": priority, "hostname": node, "source": "syscall", "output_fields": fields}
+    pod_uid = cluster.pods[pod]["metadata"]["uid"] if uid else None
+    doc = alert_doc(namespace, name, rule=rule, priority=priority, hostname=node, uid=pod_uid)
     return parse_one(doc, received=datetime.now(UTC))
 
 

@@ -124,6 +124,14 @@ def ensure_up(timeout: float | None = None) -> Cluster:
     return Cluster.from_state(Path(os.environ.get("TEFLON_CLUSTER_STATE") or ROOT / ".cluster"))
 
 
+def evidence_cluster(timeout: float = 900) -> Cluster:
+    """The cluster benchmarks and fault injection run on: TEFLON_CLUSTER_STATE's, or else one of their
+    own in ``build/evidence-cluster``, so they never disturb (or stop parts of) a cluster other work uses.
+    """
+    os.environ.setdefault("TEFLON_CLUSTER_STATE", str(ROOT / "build" / "evidence-cluster"))
+    return ensure_up(timeout=timeout)
+
+
 @dataclass(frozen=True)
 class Cluster:
     state: Path

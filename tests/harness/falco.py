@@ -1,8 +1,11 @@
 """Falco alerts as Falco's ``http_output`` posts them (``json_output: true``, Falco 0.4x shape).
 
-Each builder takes the pod the alert is about and returns the JSON document Falco would send from the
-node that pod runs on: ``hostname`` is the node name, ``output_fields`` carries the container plugin's
-fields and ``k8s.pod.uid`` (the chart adds it to every syscall rule).
+``alert_doc`` is the one builder of an alert document: the fields the webhook reads (rule, priority,
+source, hostname, the pod in ``output_fields``) and only what the caller adds. Unit tests parse it
+(``parse_one``), process tests post it. The named builders below take the pod object the alert is
+about and return the full document Falco would send from the node that pod runs on: ``hostname`` is
+the node name, ``output_fields`` carries the container plugin's fields and ``k8s.pod.uid`` (the chart
+adds it to every syscall rule).
 """
 
 from __future__ import annotations
@@ -19,6 +22,47 @@ def _now() -> tuple[str, int]:
     ns = time.time_ns()
     stamp = dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
     return f"{stamp}{ns % 1000:03d}Z", ns
+
+
+SHELL_RULE = "Terminal shell in container"
+
+
+def alert_doc(
+    namespace: str,
+    pod: str,
+    *,
+    rule: str = SHELL_RULE,
+    priority: str = "Critical",
+    uid: str | None = None,
+    hostname: str = "node-1",
+    tags: list[str] | None = None,
+    fields: Mapping[str, Any] | None = None,
+    stamped: bool = False,
+    **top: Any,
+) -> dict[str, Any]:
+    """An alert about pod ``namespace/pod``; ``fields`` extend ``output_fields``, ``top`` sets any other key.
+
+    ``stamped`` adds ``time`` (now) and an ``output`` line as Falco writes them.
+    """
+    output_fields: dict[str, Any] = {"k8s.ns.name": namespace, "k8s.pod.name": pod}
+    if uid is not None:
+        output_fields["k8s.pod.uid"] = uid
+    output_fields.update(fields or {})
+    doc: dict[str, Any] = {
+        "rule": rule,
+        "priority": priority,
+        "source": "syscall",
+        "hostname": hostname,
+        "output_fields": output_fields,
+    }
+    if tags is not None:
+        doc["tags"] = tags
+    if stamped:
+        when, _ = _now()
+        doc["time"] = when
+        doc["output"] = f"{when[11:29]}: {priority} {rule} (k8s_ns_name={namespace} k8s_pod_name={pod})"
+    doc.update(top)
+    return doc
 
 
 def _alert(
@@ -56,16 +100,17 @@ def _alert(
         f"container_name={container['name']} container_image_repository={image} "
         f"k8s_pod_name={meta['name']} k8s_ns_name={meta['namespace']}"
     )
-    return {
-        "hostname": hostname if hostname is not None else spec["nodeName"],
-        "output": output,
-        "output_fields": output_fields,
-        "priority": priority,
-        "rule": rule,
-        "source": "syscall",
-        "tags": tags,
-        "time": when,
-    }
+    return alert_doc(
+        meta["namespace"],
+        meta["name"],
+        rule=rule,
+        priority=priority,
+        hostname=hostname if hostname is not None else spec["nodeName"],
+        tags=tags,
+        fields=output_fields,
+        output=output,
+        time=when,
+    )
 
 
 def terminal_shell(pod: Mapping[str, Any], *, hostname: str | None = None) -> dict[str, Any]:

@@ -4,11 +4,15 @@ demo: namespaces, Deployments, their ready pods, quantities, the chart's URLs an
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from tests.harness.cluster import ApiError, Cluster
 from tests.harness.prom import metric_sum
@@ -93,6 +97,26 @@ def ensure_namespace(cluster: Cluster, name: str, timeout: float = 60) -> None:
         timeout,
         f"the default ServiceAccount in {name}",
     )
+
+
+@contextlib.contextmanager
+def installed_stack(
+    cluster: Cluster, release: str, namespace: str, workdir: Path, values: dict[str, Any]
+) -> Iterator[ChartStack]:
+    """The chart installed with ``values`` (after removing what an interrupted run left) and its
+    webhook and metrics server running as processes; uninstalled afterwards.
+    """
+    values_file = workdir / f"{release}-values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    ensure_namespace(cluster, namespace)
+    stack = ChartStack(cluster, release, namespace, workdir)
+    stack.uninstall()
+    stack.helm_install([values_file])
+    try:
+        with stack.running("webhook", "metrics"):
+            yield stack
+    finally:
+        stack.uninstall()
 
 
 def deployment(name: str, namespace: str, replicas: int) -> dict[str, Any]:

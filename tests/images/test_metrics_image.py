@@ -18,8 +18,9 @@ import yaml
 
 from tests.harness.certs import CertificateAuthority
 from tests.harness.cluster import Cluster
+from tests.harness.ports import free_port
 
-from .podman import IMPORT_ALL, RUN_AS, Container, Podman, free_port
+from .podman import IMPORT_ALL, RUN_AS, Container, Podman
 
 pytestmark = pytest.mark.images
 

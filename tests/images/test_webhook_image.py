@@ -7,28 +7,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from .podman import IMPORT_ALL, RUN_AS, Podman, free_port
+from tests.harness.falco import SHELL_RULE
+from tests.harness.ports import free_port
+from tests.harness.prom import metric_sum
+
+from .podman import IMPORT_ALL, RUN_AS, Podman
 
 pytestmark = pytest.mark.images
 
 
 ALERT = Path(__file__).parents[1] / "fixtures" / "falco-alerts" / "15-docs-terminal-shell-critical-2023.json"
-
-
-def _alerts_counted(metrics_text: str, rule: str, namespace: str) -> float | None:
-    for family in text_string_to_metric_families(metrics_text):
-        if family.name != "teflon_webhook_alerts":
-            continue
-        for sample in family.samples:
-            if (
-                sample.name == "teflon_webhook_alerts_total"
-                and sample.labels.get("rule") == rule
-                and sample.labels.get("namespace") == namespace
-            ):
-                return sample.value
-    return None
 
 
 def test_the_image_declares_a_numeric_non_root_user_its_ports_and_oci_labels(
@@ -91,7 +80,8 @@ def test_the_webhook_answers_healthz_counts_an_accepted_falco_alert_and_stops_cl
 
         def counted() -> float | None:
             text = http.get(f"http://127.0.0.1:{ops}/metrics").text
-            return _alerts_counted(text, "Terminal shell in container", "default")
+            shell = metric_sum(text, "teflon_webhook_alerts_total", rule=SHELL_RULE, namespace="default")
+            return shell or None
 
         assert box.wait_for(counted, timeout=30, what="the alert in /metrics") == 1.0
         assert box.stop() == 0, box.logs()

@@ -14,8 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests.harness.certs import CertificateAuthority
-
-from .webhooks import free_port
+from tests.harness.ports import free_port
 
 
 def _env(tmp: Path, **extra: str) -> dict[str, str]:

@@ -24,14 +24,9 @@ from teflon.metrics.config import MetricDef, PrometheusBackend
 from teflon.metrics.resources import RESOURCE_TYPES
 from teflon.metrics.selectors import parse_selector
 from teflon.metrics.telemetry import Telemetry
+from tests.harness.ports import free_port
 
 PODS = RESOURCE_TYPES["pods"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +40,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     requests.labels("shop", "web-1", "500").set(0.5)
     requests.labels("shop", "web-2", "200").set(3)
     requests.labels("blog", "web-1", "200").set(99)
-    exporter_port = _free_port()
+    exporter_port = free_port()
     http_server, thread = start_http_server(exporter_port, addr="127.0.0.1", registry=registry)
     tmp = tmp_path_factory.mktemp("prometheus")
     config = tmp / "prometheus.yml"
@@ -54,7 +49,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "scrape_configs:\n"
         f"  - job_name: exporter\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n"
     )
-    port = _free_port()
+    port = free_port()
     log = (tmp / "prometheus.log").open("wb")
     proc = subprocess.Popen(
         [

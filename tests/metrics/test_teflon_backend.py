@@ -19,9 +19,10 @@ from teflon.metrics.provider import ConfiguredProvider
 from teflon.metrics.resources import RESOURCE_TYPES
 from teflon.metrics.selectors import parse_selector
 from teflon.metrics.telemetry import Telemetry
+from tests.harness.ports import free_port
 
 from .fakes import FakeObjects
-from .webhooks import Replica, alert, free_port, webhook_replicas
+from .webhooks import Replica, alert, webhook_replicas
 
 PER_MINUTE, PER_MINUTE_5M, RESPONSES = BUILTIN_METRICS
 PODS, NAMESPACES = RESOURCE_TYPES["pods"], RESOURCE_TYPES["namespaces"]

@@ -2,48 +2,43 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.harness.falco import SHELL_RULE, alert_doc
+from tests.harness.webhook import WebhookProcess
 
 
-def alert(
-    namespace: str, pod: str, priority: str = "Critical", rule: str = "Terminal shell in container"
-) -> dict[str, object]:
-    now = datetime.now(UTC)
-    return {
-        "hostname": "node-1",
-        "output": f"{now.isoformat()}: {priority} {rule} (k8s_ns_name={namespace} k8s_pod_name={pod})",
-        "output_fields": {"k8s.ns.name": namespace, "k8s.pod.name": pod, "container.id": "0123456789ab"},
-        "priority": priority,
-        "rule": rule,
-        "source": "syscall",
-        "tags": ["container", "mitre_execution"],
-        "time": now.strftime("%Y-%m-%dT%H:%M:%S.%f000Z"),
-    }
+def alert(namespace: str, pod: str, priority: str = "Critical", rule: str = SHELL_RULE) -> dict[str, Any]:
+    """A shell alert about ``namespace/pod`` as a replica counts it (stamped with the current time)."""
+    return alert_doc(
+        namespace,
+        pod,
+        rule=rule,
+        priority=priority,
+        tags=["container", "mitre_execution"],
+        fields={"container.id": "0123456789ab"},
+        stamped=True,
+    )
 
 
 @dataclass
 class Replica:
-    proc: subprocess.Popen[bytes]
-    ingest: str
-    ops: str
-    log: Path
+    process: WebhookProcess
+
+    @property
+    def ingest(self) -> str:
+        return self.process.ingest_url
+
+    @property
+    def ops(self) -> str:
+        return self.process.ops_url
 
     def send(self, *alerts: dict[str, object]) -> None:
         resp = httpx.post(f"{self.ingest}/v1/falco", json=list(alerts), timeout=10)
@@ -64,15 +59,6 @@ class Replica:
                 raise TimeoutError(f"replica {self.ops} counted {self.count(namespace)} alerts, not {n}")
             time.sleep(0.05)
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
 
 @contextmanager
 def webhook_replicas(n: int, tmp: Path) -> Iterator[list[Replica]]:
@@ -80,36 +66,11 @@ def webhook_replicas(n: int, tmp: Path) -> Iterator[list[Replica]]:
     replicas: list[Replica] = []
     try:
         for i in range(n):
-            ingest, ops = free_port(), free_port()
-            env = {
-                "PATH": os.environ.get("PATH", ""),
-                "TEFLON_WEBHOOK_HOST": "127.0.0.1",
-                "TEFLON_WEBHOOK_PORT": str(ingest),
-                "TEFLON_WEBHOOK_OPS_PORT": str(ops),
-                "TEFLON_WEBHOOK_POD_NAME": f"teflon-webhook-{i}",
-                "TEFLON_WEBHOOK_KUBECONFIG": str(tmp / "no-such-kubeconfig"),
-                "TEFLON_WEBHOOK_DRAIN_SECONDS": "0",
-            }
-            log = tmp / f"webhook-{i}.log"
-            with log.open("wb") as out:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "teflon.webhook"], env=env, stdout=out, stderr=subprocess.STDOUT
-                )
-            replicas.append(Replica(proc, f"http://127.0.0.1:{ingest}", f"http://127.0.0.1:{ops}", log))
-        for r in replicas:
-            deadline = time.monotonic() + 30
-            while True:
-                if r.proc.poll() is not None:
-                    raise RuntimeError(f"webhook exited: {r.log.read_text()[-2000:]}")
-                try:
-                    if httpx.get(f"{r.ops}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"webhook {r.ops} did not start: {r.log.read_text()[-2000:]}")
-                time.sleep(0.1)
+            hook = WebhookProcess.start(
+                tmp, {"TEFLON_WEBHOOK_DRAIN_SECONDS": "0"}, name=f"teflon-webhook-{i}", timeout=30
+            )
+            replicas.append(Replica(hook))
         yield replicas
     finally:
         for r in replicas:
-            r.stop()
+            r.process.stop(timeout=15)

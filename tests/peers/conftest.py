@@ -27,15 +27,10 @@ from prometheus_client import CollectorRegistry
 from teflon.webhook.actions import ClusterActions
 from teflon.webhook.app import WebhookApp, create_app
 from teflon.webhook.settings import Settings
+from tests.harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MISSING_ARCHIVE = 2  # scripts/peers.sh's exit code when the release archive is not there
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,6 @@ and a cluster fake."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from teflon.webhook.app import WebhookApp, create_app
 from teflon.webhook.settings import Settings
-from tests.harness.ports import free_port
+from tests.harness.webhook import WebhookProcess
 
 from .fakes import FakeActions
 
@@ -90,64 +85,19 @@ async def start_app() -> AsyncIterator[StartApp]:
         await app.service.stop()
 
 
-class Webhook:
-    def __init__(self, proc: subprocess.Popen[str], port: int, ops_port: int) -> None:
-        self.proc, self.port, self.ops_port = proc, port, ops_port
-
-    @property
-    def ops(self) -> str:
-        return f"http://127.0.0.1:{self.ops_port}"
-
-    def stop(self) -> tuple[int, list[dict[str, object]]]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=30)
-        return self.proc.returncode, [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-
-
-RunWebhook = Callable[..., "Webhook"]
+RunWebhook = Callable[..., WebhookProcess]
 
 
 @pytest.fixture
 def run_webhook(tmp_path: Path) -> Iterator[RunWebhook]:
-    started: list[Webhook] = []
+    """Start ``python -m teflon.webhook`` (no cluster) with extra settings as keyword arguments."""
+    started: list[WebhookProcess] = []
 
-    def start(**env: str) -> Webhook:
-        port, ops_port = free_port(), free_port()
-        environ = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(tmp_path),
-            "KUBECONFIG": str(tmp_path / "no-kubeconfig"),  # no cluster, whatever this machine has
-            "TEFLON_WEBHOOK_HOST": "127.0.0.1",
-            "TEFLON_WEBHOOK_PORT": str(port),
-            "TEFLON_WEBHOOK_OPS_PORT": str(ops_port),
-            "TEFLON_WEBHOOK_POD_NAME": "webhook-under-test",
-            **env,
-        }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "teflon.webhook"],
-            env=environ,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        hook = Webhook(proc, port, ops_port)
+    def start(**env: str) -> WebhookProcess:
+        hook = WebhookProcess.start(tmp_path, env, name="webhook-under-test")
         started.append(hook)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(
-                    f"webhook exited {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}"
-                )
-            try:
-                if httpx.get(f"{hook.ops}/healthz", timeout=1).status_code == 200:
-                    return hook
-            except httpx.TransportError:
-                time.sleep(0.2)
-        raise AssertionError("webhook did not come up within 60 s")
+        return hook
 
     yield start
     for hook in started:
-        if hook.proc.poll() is None:
-            hook.proc.kill()
-            hook.proc.communicate()
+        hook.kill()

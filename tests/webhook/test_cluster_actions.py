@@ -29,6 +29,7 @@ from teflon.webhook.rates import RateTracker
 from teflon.webhook.responder import Responder
 from teflon.webhook.telemetry import Telemetry
 from tests.harness.cluster import Cluster
+from tests.harness.falco import alert_doc
 
 pytestmark = pytest.mark.cluster
 
@@ -345,16 +346,7 @@ async def test_an_isolation_policy_left_by_an_earlier_pod_of_the_same_name_is_re
 
 
 def shell_alert(namespace: str, ref: PodRef, node: str = NODE) -> Alert:
-    return parse_one(
-        {
-            "rule": "Terminal shell in container",
-            "priority": "Critical",
-            "source": "syscall",
-            "hostname": node,
-            "output_fields": {"k8s.ns.name": namespace, "k8s.pod.name": ref.name, "k8s.pod.uid": ref.uid},
-        },
-        received=datetime.now(UTC),
-    )
+    return parse_one(alert_doc(namespace, ref.name, uid=ref.uid, hostname=node), received=datetime.now(UTC))
 
 
 async def test_two_replicas_racing_on_one_pod_label_it_exactly_once(

@@ -26,16 +26,20 @@ def test_without_any_cluster_the_webhook_accepts_alerts_and_reports_them(run_web
         assert resp.status_code == 202
     bad = httpx.post(url + "/v1/falco", content=b"{", headers={"Content-Type": "application/json"})
     assert bad.status_code == 400
-    assert httpx.get(f"{hook.ops}/readyz").json()["ready"] is True
-    metrics = httpx.get(f"{hook.ops}/metrics").text
+    assert httpx.get(f"{hook.ops_url}/readyz").json()["ready"] is True
+    metrics = httpx.get(f"{hook.ops_url}/metrics").text
     labels = 'namespace="default",priority="Notice",rule="Terminal shell in container",source="syscall"'
     assert f"teflon_webhook_alerts_total{{{labels}}} 2.0" in metrics
     assert 'teflon_webhook_alerts_rejected_total{reason="invalid_json"} 1.0' in metrics
-    assert httpx.post(f"{hook.ops}/v1/falco", content=SHELL).status_code in (404, 405)  # ingest is not on ops
-    rates = httpx.get(f"{hook.ops}/v1/rates", params={"scope": "namespace"}).json()
+    assert httpx.post(f"{hook.ops_url}/v1/falco", content=SHELL).status_code in (
+        404,
+        405,
+    )  # ingest is not on ops
+    rates = httpx.get(f"{hook.ops_url}/v1/rates", params={"scope": "namespace"}).json()
     assert rates["replica"] == "webhook-under-test"
     assert [(e["name"], e["count"]) for e in rates["entries"]] == [("default", 2)]
-    code, logs = hook.stop()
+    code = hook.stop()
+    logs = hook.log_records()
     assert code == 0
     assert any(line.get("msg") == "queue drained" for line in logs)
 
@@ -49,7 +53,8 @@ def test_sigterm_drains_queued_alerts_before_exiting(run_webhook: RunWebhook) ->
         headers={"Content-Type": "application/x-ndjson"},
     )
     assert resp.json()["accepted"] == 500
-    code, logs = hook.stop()
+    code = hook.stop()
+    logs = hook.log_records()
     assert code == 0
     assert not any(str(line.get("msg", "")).startswith("drain timed out") for line in logs)
     assert any(line.get("msg") == "queue drained" for line in logs)
@@ -75,7 +80,7 @@ def test_with_a_client_ca_ingest_requires_a_client_certificate(
     mutual.load_cert_chain(str(client.cert_file), str(client.key_file))
     resp = httpx.post(url, content=SHELL, headers={"Content-Type": "application/json"}, verify=mutual)
     assert resp.status_code == 202
-    assert httpx.get(f"{hook.ops}/healthz").status_code == 200  # ops stays plain HTTP
+    assert httpx.get(f"{hook.ops_url}/healthz").status_code == 200  # ops stays plain HTTP
 
 
 @pytest.mark.parametrize(

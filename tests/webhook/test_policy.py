@@ -29,6 +29,7 @@ from teflon.webhook.policy import (
     select_rule,
     selector_matches,
 )
+from tests.harness.falco import alert_doc
 
 from .conftest import FIXTURES
 
@@ -36,17 +37,8 @@ DESIGN_EXAMPLE = FIXTURES / "webhook" / "policy-design-example.yaml"
 
 
 def alert(**overrides: Any) -> Alert:
-    doc: dict[str, Any] = {
-        "rule": "Terminal shell in container",
-        "priority": "Warning",
-        "source": "syscall",
-        "tags": ["container", "mitre_execution", "shell"],
-        "hostname": "node-1",
-        "output_fields": {"k8s.ns.name": "shop", "k8s.pod.name": "web-1"},
-    }
-    fields = overrides.pop("fields", {})
-    doc.update(overrides)
-    doc["output_fields"] = {**doc["output_fields"], **fields}
+    overrides.setdefault("priority", "Warning")
+    doc = alert_doc("shop", "web-1", tags=["container", "mitre_execution", "shell"], **overrides)
     return parse_one(doc, received=datetime.now(UTC))
 
 

@@ -21,8 +21,9 @@ import pytest
 from tests.harness.certs import CertificateAuthority
 from tests.harness.program_output import CLIENT_CERT_DIR, FalcoProgram, ProgramOutput
 from tests.harness.prom import metric_sum
+from tests.harness.webhook import WebhookProcess
 
-from .conftest import REAL_ALERTS, RunWebhook, Webhook, load
+from .conftest import REAL_ALERTS, RunWebhook, load
 
 #: The alerts exactly as Falco writes them: one compact JSON document per line.
 ALERT_LINES = [json.dumps(load(p), separators=(",", ":")) for p in REAL_ALERTS]
@@ -32,8 +33,8 @@ PAUSE = 0.2
 class Counters:
     """The webhook's counters, read from its ``/metrics`` as Prometheus would."""
 
-    def __init__(self, hook: Webhook) -> None:
-        self.client = httpx.Client(base_url=hook.ops, timeout=5)
+    def __init__(self, hook: WebhookProcess) -> None:
+        self.client = httpx.Client(base_url=hook.ops_url, timeout=5)
 
     def sum(self, name: str, **labels: str) -> float:
         return metric_sum(self.client.get("/metrics").text, name, **labels)
@@ -51,7 +52,7 @@ class Counters:
         return time.monotonic() - started
 
 
-Falco = Callable[[ProgramOutput, Webhook], FalcoProgram]
+Falco = Callable[[ProgramOutput, WebhookProcess], FalcoProgram]
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ def falco(tmp_path: Path) -> Iterator[Falco]:
     """``falco(output, hook)``: a player of ``output`` whose Service name leads to ``hook``."""
     made: list[FalcoProgram] = []
 
-    def make(output: ProgramOutput, hook: Webhook) -> FalcoProgram:
+    def make(output: ProgramOutput, hook: WebhookProcess) -> FalcoProgram:
         made.append(FalcoProgram(output, tmp_path / f"falco-home-{len(made)}", hook.port))
         return made[-1]
 
@@ -89,7 +90,8 @@ def test_keep_alive_streams_each_alert_over_one_connection_and_a_cut_loses_nothi
     assert counters.alerts() == len(ALERT_LINES), "every alert received before the cut is kept"
     assert counters.sum("teflon_webhook_alerts_rejected_total") == 0
     counters.wait(lambda: counters.sum("teflon_webhook_queue_depth"), 0, "the kept alerts processed")
-    code, logs = hook.stop()
+    code = hook.stop()
+    logs = hook.log_records()
     assert code == 0
     assert any(line.get("msg") == "queue drained" for line in logs)
 
@@ -128,7 +130,7 @@ def test_the_program_outlives_a_webhook_restart_and_ends_when_falco_closes_its_s
     proc = runner.spawn()
     runner.write(proc, ALERT_LINES[0])
     counters.wait(counters.alerts, 1, "the first alert counted")
-    code, _ = hook.stop()  # SIGTERM: the open stream ends with a 503 and the webhook exits in time
+    code = hook.stop()  # SIGTERM: the open stream ends with a 503 and the webhook exits in time
     assert code == 0
     assert proc.poll() is None, "a program that exits would leave Falco writing into a dead pipe"
     runner.write(proc, ALERT_LINES[1])  # written while no webhook listens: waits in the pipe

@@ -19,6 +19,7 @@ from teflon.webhook.policy import Policy
 from teflon.webhook.rates import RateTracker
 from teflon.webhook.responder import Responder
 from teflon.webhook.telemetry import Telemetry
+from tests.harness.falco import alert_doc
 
 from .clock import FakeClock
 from .fakes import FakeActions
@@ -41,16 +42,7 @@ def policy(mode: str = "enforce", actions: list[dict[str, Any]] | None = None, *
 
 
 def alert(namespace: str = "shop", pod: str = "web-1", **overrides: Any) -> Alert:
-    fields = {"k8s.ns.name": namespace, "k8s.pod.name": pod, **overrides.pop("fields", {})}
-    doc = {
-        "rule": "Terminal shell in container",
-        "priority": "Critical",
-        "source": "syscall",
-        "tags": ["shell"],
-        "hostname": "node-1",
-        "output_fields": fields,
-        **overrides,
-    }
+    doc = alert_doc(namespace, pod, tags=["shell"], **overrides)
     return parse_one(doc, received=datetime.now(UTC))
 
 
