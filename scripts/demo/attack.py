@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from scripts.demo.common import APP, ENFORCE, NAMESPACE, RELEASE, ROOT, SHOP, cluster, say
+from scripts.demo.common import APP, CLUSTER_STATE, ENFORCE, NAMESPACE, RELEASE, ROOT, SHOP, cluster, say
 from scripts.demo.supervisor import wait_ready
 from scripts.demo.watch import Phase, Watch, hpa_reading
 from tests.harness import falco
@@ -152,7 +152,7 @@ def summary(phases: list[Phase], seconds: float) -> None:
         say(f"   {label:<32}" + "".join(f"{value(p):>16}" for p in phases))
     say(f"   demo time {seconds:.0f}s")
     say()
-    kubeconfig = ROOT / ".cluster" / "kubeconfig"
+    kubeconfig = CLUSTER_STATE / "kubeconfig"
     say("The services keep running. Poke around:")
     say(f"   export KUBECONFIG={kubeconfig}")
     say(f"   export PATH={ROOT / '.tools' / 'bin'}:$PATH")

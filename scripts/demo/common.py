@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.harness.cluster import Cluster
@@ -16,7 +17,9 @@ HERE = Path(__file__).resolve().parent
 VALUES = [PROCESS_VALUES, HERE / "values.yaml"]
 ENFORCE = [*VALUES, HERE / "enforce.yaml"]
 LOCK = "apiservice-custom.metrics.k8s.io"
-STATE = ROOT / ".cluster" / "demo"
+#: The local control plane's state, as for scripts/cluster.sh (TEFLON_CLUSTER_STATE moves it).
+CLUSTER_STATE = Path(os.environ.get("TEFLON_CLUSTER_STATE") or ROOT / ".cluster")
+STATE = CLUSTER_STATE / "demo"
 STATUS = STATE / "status.json"
 PIDFILE = STATE / "supervisor.pid"
 
@@ -26,4 +29,4 @@ def say(text: str = "") -> None:
 
 
 def cluster() -> Cluster:
-    return Cluster.from_state(ROOT / ".cluster")
+    return Cluster.from_state(CLUSTER_STATE)
