@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from tests.harness.stats import percentile
+
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
@@ -115,8 +117,8 @@ class Watch:
         return max(self.latencies, default=0.0)
 
     def health_percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+        """The ``q`` (0 to 1) quantile of the /healthz latencies (``tests.harness.stats.percentile``)."""
+        return percentile(self.latencies, q * 100) if self.latencies else 0.0
 
     def _sample_memory(self) -> None:
         while not self._stop.is_set():

@@ -23,6 +23,7 @@ from teflon.webhook.alert import MAX_RULE_CHARS, AlertRejected, RejectReason, pa
 from teflon.webhook.app import create_app
 from teflon.webhook.settings import Settings
 from teflon.webhook.telemetry import OVERFLOW, Telemetry
+from tests.harness.falco import alert_doc
 
 RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)
 MB = 1_000_000
@@ -31,13 +32,7 @@ MB = 1_000_000
 def alert(**fields: Any) -> dict[str, Any]:
     rule = fields.pop("rule", "Terminal shell in container")
     source = fields.pop("source", "syscall")
-    return {
-        "rule": rule,
-        "priority": "Warning",
-        "source": source,
-        "hostname": "node-1",
-        "output_fields": {"k8s.ns.name": "default", "k8s.pod.name": "web-1", **fields},
-    }
+    return alert_doc("default", "web-1", rule=rule, priority="Warning", source=source, fields=fields)
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.harness.certs import CertificateAuthority
+from tests.harness.falco import alert_doc
 from tests.harness.ports import free_port
 
 from .floods import (
@@ -135,16 +136,10 @@ def held(server: Server, component: str, watch: Watch, attack: str, **figures: A
 
 
 def alert(namespace: str = "default", pod: str = "web-1", rule: str = "Terminal shell in container") -> bytes:
-    return json.dumps(
-        {
-            "rule": rule,
-            "priority": "Warning",
-            "source": "syscall",
-            "hostname": "node-1",
-            "output": "A shell was spawned in a container",
-            "output_fields": {"k8s.ns.name": namespace, "k8s.pod.name": pod},
-        }
-    ).encode()
+    doc = alert_doc(
+        namespace, pod, rule=rule, priority="Warning", output="A shell was spawned in a container"
+    )
+    return json.dumps(doc).encode()
 
 
 def test_megabyte_pod_names(webhook: Server) -> None:
