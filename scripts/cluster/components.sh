@@ -5,12 +5,14 @@
 # A PID file holds "PID STARTTIME": the start time (field 22 of /proc/PID/stat) guards against a reused
 # PID, so `down` only ever signals the very process `up` started.
 proc_start_time() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
+# A killed process stays in /proc as a zombie (state Z) until its parent, often init, reaps it.
+proc_state() { awk '{print $3}' "/proc/$1/stat" 2>/dev/null; }
 
 running_pid() { # running_pid NAME -> prints the PID if that exact process is alive
   local f="$STATE/pids/$1.pid" pid start
   [[ -f "$f" ]] || return 1
   read -r pid start <"$f" || return 1
-  [[ -n "$pid" && "$(proc_start_time "$pid")" == "$start" ]] || return 1
+  [[ -n "$pid" && "$(proc_start_time "$pid")" == "$start" && "$(proc_state "$pid")" != Z ]] || return 1
   echo "$pid"
 }
 
@@ -271,6 +273,7 @@ stop_components() {
     if pid="$(running_pid "$c")"; then
       log "$c ($pid) still runs 15s after SIGTERM; killing it"
       kill -KILL "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do running_pid "$c" >/dev/null || break; sleep 0.1; done
     fi
   done
   ((${#stopped[@]} == 0)) || log "stopped ${stopped[*]}"
