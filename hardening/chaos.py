@@ -42,6 +42,7 @@ import yaml
 from hardening.summary import publish
 from tests.harness.cluster import ROOT, ApiError, Cluster, CommandError, evidence_cluster
 from tests.harness.falco import alert_doc
+from tests.harness.process import run_to_exit
 from tests.harness.prom import metric_sum
 from tests.harness.stack import ChartStack
 from tests.harness.workloads import (
@@ -598,15 +599,7 @@ async def corrupt_config(cluster: Cluster, stack: ChartStack, report: Report, wo
         "TEFLON_METRICS_TLS_CERT_FILE": str(cluster.state / "pki" / "controller-serving.crt"),
         "TEFLON_METRICS_TLS_KEY_FILE": str(cluster.state / "pki" / "controller-serving.key"),
     }
-    proc = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "teflon.metrics"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = await asyncio.to_thread(run_to_exit, "teflon.metrics", env)
     tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or [""]
     report.check(
         s,

@@ -15,6 +15,7 @@ import httpx
 
 from tests.harness.certs import CertificateAuthority
 from tests.harness.ports import free_port
+from tests.harness.process import run_to_exit
 
 
 def _env(tmp: Path, **extra: str) -> dict[str, str]:
@@ -46,14 +47,7 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "teflon.metrics"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_to_exit("teflon.metrics", env)
 
 
 def test_missing_serving_certificate_stops_startup_with_a_clear_error(tmp_path: Path) -> None:

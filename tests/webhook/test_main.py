@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import ssl
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.harness.certs import CertificateAuthority
+from tests.harness.process import run_to_exit
 
 from .conftest import REAL_ALERTS, RunWebhook
 
@@ -94,14 +93,7 @@ def test_invalid_settings_stop_the_process_with_a_clear_error_and_a_usage_exit_s
     tmp_path: Path, settings: dict[str, str], complaint: str
 ) -> None:
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **settings}
-    proc = subprocess.run(
-        [sys.executable, "-m", "teflon.webhook"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_to_exit("teflon.webhook", env)
     assert proc.returncode == 2
     assert "teflon webhook: invalid settings" in proc.stderr
     assert complaint in proc.stderr
