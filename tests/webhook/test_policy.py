@@ -38,7 +38,8 @@ DESIGN_EXAMPLE = FIXTURES / "webhook" / "policy-design-example.yaml"
 
 def alert(**overrides: Any) -> Alert:
     overrides.setdefault("priority", "Warning")
-    doc = alert_doc("shop", "web-1", tags=["container", "mitre_execution", "shell"], **overrides)
+    overrides.setdefault("tags", ["container", "mitre_execution", "shell"])
+    doc = alert_doc("shop", "web-1", **overrides)
     return parse_one(doc, received=datetime.now(UTC))
 
 

@@ -42,7 +42,8 @@ def policy(mode: str = "enforce", actions: list[dict[str, Any]] | None = None, *
 
 
 def alert(namespace: str = "shop", pod: str = "web-1", **overrides: Any) -> Alert:
-    doc = alert_doc(namespace, pod, tags=["shell"], **overrides)
+    overrides.setdefault("tags", ["shell"])
+    doc = alert_doc(namespace, pod, **overrides)
     return parse_one(doc, received=datetime.now(UTC))
 
 
