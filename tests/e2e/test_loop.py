@@ -392,9 +392,14 @@ def test_in_enforce_mode_the_pod_is_deleted_replaced_and_the_response_recorded(
         )
         == 1
     )
-    # The responses are a metric too, for the Deployment whose pod was replaced.
-    path = f"/v1beta2/namespaces/{namespace}/deployments.apps/web/teflon_responses_per_minute"
+    # The responses are a metric too, for the namespace. The Deployment whose pod was replaced is held
+    # by the scaling guardrail: its metrics answer an error naming the hold, so no HPA scales on them.
+    path = f"/v1beta2/namespaces/{namespace}/metrics/teflon_responses_per_minute"
     _wait_value(cluster, lambda: quantity(custom_metric(cluster, path)["items"][0]["value"]), 1.0, path)
+    held = f"/v1beta2/namespaces/{namespace}/deployments.apps/web/teflon_responses_per_minute"
+    proc = cluster.kubectl("get", "--raw", f"/apis/{GROUP}{held}", check=False)
+    assert proc.returncode != 0
+    assert f"Deployment {namespace}/web is held until" in proc.stderr
 
 
 def test_an_alert_naming_a_pod_on_another_node_is_refused(
