@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +35,7 @@ from teflon.webhook.quarantine import (
     stamp,
 )
 
+from .conftest import StartApp, make_settings
 from .fakes import FakeActions
 from .test_responder import alert, policy, rig
 
@@ -339,3 +342,24 @@ def test_removed_labels_annotation_is_json() -> None:
     ops, _ = detach_patch({"metadata": {"uid": "u-1"}}, order(ref), ["app"])
     value = next(o["value"] for o in ops if o["path"].endswith(REMOVED_LABELS.replace("/", "~1")))
     assert json.loads(value) == {}
+
+
+# --- the service runs the keeper ---
+
+
+async def test_the_service_sweeps_quarantines_in_enforce_mode_only(
+    start_app: StartApp, tmp_path: Path
+) -> None:
+    for mode, swept in (("dryRun", False), ("enforce", True)):
+        fake = FakeActions()
+        ref = _quarantined(fake)
+        _file(fake, ref)  # quarantined at T0 for 600 s: long expired now
+        policy_file = tmp_path / f"{mode}.yaml"
+        policy_file.write_text(f"mode: {mode}\n")
+        await start_app(make_settings(policy_file=policy_file), actions=fake)
+        for _ in range(100):
+            if fake.calls:
+                break
+            await asyncio.sleep(0.02)
+        assert (fake.calls == [("delete", ref, None)]) is swept, mode
+        assert (fake.records == {}) is swept, mode
