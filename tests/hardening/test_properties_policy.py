@@ -94,7 +94,9 @@ class RecordingCluster:
         await asyncio.sleep(0)
         return ActionResult(outcome, action)
 
-    async def label_pod(self, pod: PodRef, labels: dict[str, str]) -> ActionResult:
+    async def label_pod(
+        self, pod: PodRef, labels: dict[str, str], *, has_labels: bool = False
+    ) -> ActionResult:
         return await self._act("label", pod)
 
     async def isolate_pod(self, pod: PodRef) -> ActionResult:

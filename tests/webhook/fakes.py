@@ -129,7 +129,9 @@ class FakeActions:
     def _outcome(self, name: str) -> ActionResult:
         return self.outcomes.get(name, ActionResult(Outcome.APPLIED, name))
 
-    async def label_pod(self, pod: PodRef, labels: dict[str, str]) -> ActionResult:
+    async def label_pod(
+        self, pod: PodRef, labels: dict[str, str], *, has_labels: bool = False
+    ) -> ActionResult:
         self.calls.append(("label", pod, labels))
         return self._outcome("label")
 

@@ -406,9 +406,9 @@ async def test_concurrent_workers_cannot_slip_past_the_circuit_breaker() -> None
     label = fake.label_pod
 
     # every call is in flight while the others are decided
-    async def slow_label(pod: PodRef, labels: dict[str, str]) -> ActionResult:
+    async def slow_label(pod: PodRef, labels: dict[str, str], *, has_labels: bool = False) -> ActionResult:
         await slow.wait()
-        return await label(pod, labels)
+        return await label(pod, labels, has_labels=has_labels)
 
     fake.label_pod = slow_label  # type: ignore[method-assign]
     current = policy(

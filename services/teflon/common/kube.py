@@ -257,10 +257,19 @@ class KubeClient:
     callers decide what is safe to repeat.
     """
 
-    def __init__(self, creds: Credentials, *, timeout: float = 10.0, user_agent: str = "teflon") -> None:
+    def __init__(
+        self,
+        creds: Credentials,
+        *,
+        timeout: float = 10.0,
+        user_agent: str = "teflon",
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """``transport`` replaces the network (tests and traces); TLS settings then do not apply."""
         self._creds = creds
         self._http = httpx.AsyncClient(
             base_url=creds.server,
+            transport=transport,
             verify=_ssl_context(creds),
             timeout=timeout,
             headers={"User-Agent": user_agent, "Accept": "application/json"},

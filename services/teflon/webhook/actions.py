@@ -61,7 +61,16 @@ class PodReader(Protocol):
 class PodResponder(Protocol):
     """The actions on one pod; expected API answers come back as an ``Outcome``, never raised."""
 
-    async def label_pod(self, pod: PodRef, labels: dict[str, str]) -> ActionResult: ...
+    async def label_pod(
+        self, pod: PodRef, labels: dict[str, str], *, has_labels: bool = False
+    ) -> ActionResult:
+        """Add ``labels``; ``has_labels``: the caller's read of this pod (this UID) showed labels.
+
+        Without it the pod is read first: a pod without labels needs its label map created, and creating
+        it over labels someone added since would wipe them. With it the read is skipped; the patch still
+        tests the UID, and adding a key under a map removed since is refused, never a wipe.
+        """
+        ...
 
     async def isolate_pod(self, pod: PodRef) -> ActionResult: ...
 
@@ -115,14 +124,17 @@ async def perform(
     action: Action,
     pod: PodRef,
     order: Callable[[QuarantineAction], QuarantineOrder],
+    *,
+    has_labels: bool = False,
 ) -> ActionResult:
     """Carry out ``action`` on ``pod``: one case per action type, and mypy fails when one is missing.
 
-    ``order`` builds a quarantine's order (its plan, cause and expiry) when the action is one.
+    ``order`` builds a quarantine's order (its plan, cause and expiry) when the action is one;
+    ``has_labels`` says the caller's read of the pod showed labels (``PodResponder.label_pod``).
     """
     match action:
         case LabelAction():
-            return await responder.label_pod(pod, dict(action.labels))
+            return await responder.label_pod(pod, dict(action.labels), has_labels=has_labels)
         case IsolateAction():
             return await responder.isolate_pod(pod)
         case EvictAction():
@@ -194,10 +206,13 @@ def isolation_policy(pod: PodRef) -> JSON:
     }
 
 
-def label_patch(pod: JSON | None, uid: str, labels: dict[str, str]) -> list[JSON]:
-    """A JSON patch adding ``labels``, refused by the API server unless the pod still has ``uid``."""
+def label_patch(has_labels: bool, uid: str, labels: dict[str, str]) -> list[JSON]:
+    """A JSON patch adding ``labels``, refused by the API server unless the pod still has ``uid``.
+
+    ``has_labels``: the pod has a label map already (else the patch creates it first).
+    """
     ops: list[JSON] = [{"op": "test", "path": "/metadata/uid", "value": uid}]
-    if not (pod or {}).get("metadata", {}).get("labels"):
+    if not has_labels:
         ops.append({"op": "add", "path": "/metadata/labels", "value": {}})
     for key, value in labels.items():
         escaped = key.replace("~", "~0").replace("/", "~1")

@@ -96,15 +96,19 @@ class KubePodResponder:
         self._retry = retry
         self._pods = pods
 
-    async def label_pod(self, pod: PodRef, labels: dict[str, str]) -> ActionResult:
+    async def label_pod(
+        self, pod: PodRef, labels: dict[str, str], *, has_labels: bool = False
+    ) -> ActionResult:
         path = _POD.path(pod.namespace, pod.name)
         try:
-            current = await self._pods.get_pod(pod.namespace, pod.name)
-            if current is None:
-                return ActionResult(Outcome.GONE, "pod not found")
-            if current["metadata"].get("uid") != pod.uid:
-                return ActionResult(Outcome.REPLACED, "a pod with another UID has this name")
-            patch = label_patch(current, pod.uid, labels)
+            if not has_labels:  # the caller did not see labels: read, so a new map never wipes some
+                current = await self._pods.get_pod(pod.namespace, pod.name)
+                if current is None:
+                    return ActionResult(Outcome.GONE, "pod not found")
+                if current["metadata"].get("uid") != pod.uid:
+                    return ActionResult(Outcome.REPLACED, "a pod with another UID has this name")
+                has_labels = bool(current["metadata"].get("labels"))
+            patch = label_patch(has_labels, pod.uid, labels)
             await self._retry(lambda: self._kube.patch(path, patch, patch_type="json"), WRITES)
         except NotFound:
             return ActionResult(Outcome.GONE, "pod not found")

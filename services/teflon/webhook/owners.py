@@ -83,6 +83,12 @@ class OwnerResolver:
             return cached
         return await self._flight.run(key, lambda: self._lookup_pod(namespace, pod_name))
 
+    async def workload_of_read_pod(self, namespace: str, pod_name: str, pod: JSON) -> Workload | None:
+        """``workload_of`` a pod the caller has just read, remembered as ``workload_of_pod_name`` would."""
+        result = await self.workload_of(namespace, pod)
+        self._pods.put(("pod", namespace, pod_name), result)
+        return result
+
     async def _lookup_pod(self, namespace: str, pod_name: str) -> Workload | None:
         try:
             pod = await self._reader.get_pod(namespace, pod_name)

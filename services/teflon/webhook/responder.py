@@ -20,7 +20,7 @@ from teflon.webhook.alert import Alert
 from teflon.webhook.claims import release_or_expire
 from teflon.webhook.decisions import Decision, Result, Skip, protection_for, removes_pod, replicas_short
 from teflon.webhook.guards import Deduper, Limits
-from teflon.webhook.objects import PodRef, PodView, ReplicaCount
+from teflon.webhook.objects import JSON, PodRef, PodView, ReplicaCount
 from teflon.webhook.owners import OwnerResolver
 from teflon.webhook.policy import (
     Action,
@@ -82,6 +82,21 @@ class _Target:
         )
 
 
+@dataclass(frozen=True)
+class _Read:
+    """The one read of an alert's pod: the pod (None: not found), or why the API could not tell."""
+
+    pod: JSON | None
+    error: KubeError | None = None
+
+
+async def _read_pod(pods: PodReader, namespace: str, name: str) -> _Read:
+    try:
+        return _Read(await pods.get_pod(namespace, name))
+    except KubeError as exc:
+        return _Read(None, exc)
+
+
 async def _replicas_short(pods: PodReader | None, policy: Policy, pod: PodView) -> str:
     """Why removing ``pod`` would leave its workload short of ready replicas, or ''; reads its controller."""
     ctrl = pod.controller
@@ -132,14 +147,23 @@ class Responder:
             extra = {"rule": alert.rule, "priority": alert.priority.label, "hostname": alert.hostname}
             log.info("falco internal message", extra=extra)
             return
-        workload: Workload | None = None
-        if self.owners is not None and alert.namespace and alert.pod:
-            workload = await self.owners.workload_of_pod_name(alert.namespace, alert.pod)
         policy = self._policy()
+        candidates = candidate_rules(policy, alert) if policy is not None else []
+        read: _Read | None = None
+        if (
+            policy is not None
+            and candidates
+            and alert.namespace is not None
+            and alert.pod is not None
+            and self._actions is not None
+            and not is_protected_namespace(policy, self._own_namespace, alert.namespace)
+        ):
+            # The one read of the pod per alert: the decisions, the workload and the action all use it.
+            read = await _read_pod(self._actions, alert.namespace, alert.pod)
+        workload = await self._workload(alert, read)
         self.scaling.count_alert(policy.guardrail if policy is not None else None, alert, workload)
         if policy is None:  # an invalid file at startup: count alerts, decide nothing until a valid one
             return
-        candidates = candidate_rules(policy, alert)
         if candidates and alert.namespace is not None and alert.pod is not None:
             await self._respond(
                 policy,
@@ -149,7 +173,18 @@ class Responder:
                 name=alert.pod,
                 received=received,
                 workload=workload,
+                read=read,
             )
+
+    async def _workload(self, alert: Alert, read: _Read | None) -> Workload | None:
+        """The alert's workload: from the pod just read, else from the owners' cache by pod name."""
+        if self.owners is None or not alert.namespace or not alert.pod:
+            return None
+        if read is not None and read.error is None:
+            if read.pod is None:
+                return None
+            return await self.owners.workload_of_read_pod(alert.namespace, alert.pod, read.pod)
+        return await self.owners.workload_of_pod_name(alert.namespace, alert.pod)
 
     async def _respond(
         self,
@@ -161,21 +196,20 @@ class Responder:
         name: str,
         received: float,
         workload: Workload | None,
+        read: _Read | None,
     ) -> None:
         if is_protected_namespace(policy, self._own_namespace, namespace):
             await self._skip_rule(policy, candidates[0], alert, Skip.PROTECTED_NAMESPACE)
             return
         pod: PodView | None = None
-        if self._actions is not None:
-            try:
-                found = await self._actions.get_pod(namespace, name)
-            except KubeError as exc:
-                await self._skip_rule(policy, candidates[0], alert, Skip.LOOKUP_FAILED, str(exc))
+        if read is not None:  # None only without a cluster: ``handle`` reads whenever it gets here
+            if read.error is not None:
+                await self._skip_rule(policy, candidates[0], alert, Skip.LOOKUP_FAILED, str(read.error))
                 return
-            if found is None:
+            if read.pod is None:
                 await self._skip_rule(policy, candidates[0], alert, Skip.POD_NOT_FOUND)
                 return
-            pod = PodView.parse(found)
+            pod = PodView.parse(read.pod)
             if pod.acted_on:
                 self.scaling.mute(policy.guardrail, namespace, name)
         rule = select_rule(candidates, pod.labels if pod is not None else None)
@@ -255,7 +289,8 @@ class Responder:
             return t.decided(action, Result.SKIPPED, Skip.DUPLICATE, "another replica holds the claim")
         try:
             order = partial(t.order, record_namespace=self._own_namespace, holder=self._identity)
-            result = await perform(self._actions, action, t.ref, order)
+            has_labels = t.pod is not None and bool(t.pod.labels)
+            result = await perform(self._actions, action, t.ref, order, has_labels=has_labels)
         except KubeError as exc:  # implementations map expected answers; anything else is a failure
             result = ActionResult(Outcome.FAILED, str(exc))
         self._telemetry.action_latency.labels(action.type.value).observe(max(0.0, self._clock() - t.received))
