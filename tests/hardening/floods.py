@@ -81,7 +81,7 @@ class Server:
 
 
 def start(module: str, env: dict[str, str], ports: dict[str, int], ready_port: str = "ops") -> Server:
-    full = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO / "services"), **env}
+    full = {"PATH": os.environ.get("PATH", ""), **env}
     proc = subprocess.Popen(
         [sys.executable, "-m", module],
         env=full,
