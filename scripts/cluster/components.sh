@@ -16,13 +16,26 @@ running_pid() { # running_pid NAME -> prints the PID if that exact process is al
   echo "$pid"
 }
 
+# A component inherits no open file but its log: neither the lock `up` holds (fd 9) nor a lock its
+# caller holds (`flock FILE scripts/cluster.sh start ...` leaves FILE open), which it would otherwise
+# hold for as long as it runs, long after the caller has finished.
+close_inherited_fds() {
+  local fd
+  for fd in /proc/"$BASHPID"/fd/*; do
+    fd="${fd##*/}"
+    if ((fd > 2 && fd != 255)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+  done
+}
+
 start() { # start NAME BINARY ARGS...
   local name="$1"
   shift
   mkdir -p "$STATE/pids" "$STATE/logs"
-  # setsid: the control plane outlives the shell that started it and ignores its terminal's Ctrl-C;
-  # 9>&-: it must not inherit (and so hold forever) the lock `up` holds.
-  setsid "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null 9>&- &
+  # setsid: the control plane outlives the shell that started it and ignores its terminal's Ctrl-C.
+  (
+    close_inherited_fds
+    exec setsid "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null
+  ) &
   local pid=$!
   local start_time=""
   for _ in 1 2 3 4 5 6 7 8 9 10; do
