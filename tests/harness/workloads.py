@@ -36,6 +36,16 @@ def unbounded_enforce_values(*, dedupe_seconds: int) -> dict[str, Any]:
         "falco": {"enabled": False},
         "webhook": {
             "nodeSelector": {"teflon.io/e2e-process": "true"},
+            # Falco is off (alerts are posted by the caller); the chart's preflight wants the Falco its
+            # ingest port admits named, as for a user's own Falco (docs/bring-your-own-falco.md).
+            "networkPolicy": {
+                "ingestFrom": [
+                    {
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "falco"}},
+                        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "falco"}},
+                    }
+                ]
+            },
             "policyReloadSeconds": 2,
             "policy": {
                 "mode": "enforce",
