@@ -109,6 +109,17 @@ async def _replicas_short(pods: PodReader | None, policy: Policy, pod: PodView) 
     return replicas_short(policy, pod, ReplicaCount.parse(owner) if owner is not None else None)
 
 
+async def _workload(owners: OwnerResolver | None, alert: Alert, read: _Read | None) -> Workload | None:
+    """The alert's workload: from the pod just read, else from the owners' cache by pod name."""
+    if owners is None or not alert.namespace or not alert.pod:
+        return None
+    if read is not None and read.error is None:
+        if read.pod is None:
+            return None
+        return await owners.workload_of_read_pod(alert.namespace, alert.pod, read.pod)
+    return await owners.workload_of_pod_name(alert.namespace, alert.pod)
+
+
 class Responder:
     """Applies the policy to alerts. ``actions`` is None when no cluster is configured (dry run only)."""
 
@@ -160,7 +171,7 @@ class Responder:
         ):
             # The one read of the pod per alert: the decisions, the workload and the action all use it.
             read = await _read_pod(self._actions, alert.namespace, alert.pod)
-        workload = await self._workload(alert, read)
+        workload = await _workload(self.owners, alert, read)
         self.scaling.count_alert(policy.guardrail if policy is not None else None, alert, workload)
         if policy is None:  # an invalid file at startup: count alerts, decide nothing until a valid one
             return
@@ -175,16 +186,6 @@ class Responder:
                 workload=workload,
                 read=read,
             )
-
-    async def _workload(self, alert: Alert, read: _Read | None) -> Workload | None:
-        """The alert's workload: from the pod just read, else from the owners' cache by pod name."""
-        if self.owners is None or not alert.namespace or not alert.pod:
-            return None
-        if read is not None and read.error is None:
-            if read.pod is None:
-                return None
-            return await self.owners.workload_of_read_pod(alert.namespace, alert.pod, read.pod)
-        return await self.owners.workload_of_pod_name(alert.namespace, alert.pod)
 
     async def _respond(
         self,
