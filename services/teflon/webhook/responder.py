@@ -171,6 +171,8 @@ class Responder:
         ):
             # The one read of the pod per alert: the decisions, the workload and the action all use it.
             read = await _read_pod(self._actions, alert.namespace, alert.pod)
+            if read.pod is not None and PodView.parse(read.pod).acted_on:  # isolated, quarantined: muted
+                self.scaling.mute(policy.guardrail, alert.namespace, alert.pod)
         workload = await _workload(self.owners, alert, read)
         self.scaling.count_alert(policy.guardrail if policy is not None else None, alert, workload)
         if policy is None:  # an invalid file at startup: count alerts, decide nothing until a valid one
@@ -211,8 +213,6 @@ class Responder:
                 await self._skip_rule(policy, candidates[0], alert, Skip.POD_NOT_FOUND)
                 return
             pod = PodView.parse(read.pod)
-            if pod.acted_on:
-                self.scaling.mute(policy.guardrail, namespace, name)
         rule = select_rule(candidates, pod.labels if pod is not None else None)
         if rule is None:
             return
