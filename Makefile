@@ -68,6 +68,10 @@ bench-webhook: ## Benchmark: alerts/s, p50/p99 at fixed rates, RSS after 1M aler
 	@.venv/bin/python -m bench.run --only ingest --only memory $(BENCH_ARGS) --out build/bench/webhook.json
 	@.venv/bin/python -m json.tool build/bench/webhook.json
 
+.PHONY: bench-trace
+bench-trace: ## The API calls of one enforced label and delete, timed, into docs/benchmarks.md (needs the control plane)
+	@.venv/bin/python -m bench.trace
+
 # --- local control plane ---
 .PHONY: cluster-up cluster-down cluster-status
 cluster-up: ## Start the local control plane (etcd, kube-apiserver, controllers, kwok); KUBECONFIG=.cluster/kubeconfig

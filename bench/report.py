@@ -17,7 +17,7 @@ import matplotlib as mpl
 mpl.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench import transport
+from bench import trace, transport
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -408,6 +408,8 @@ def write(results: dict[str, Any]) -> None:
         ]
     if "transport" in results:
         lines += transport.section(results["transport"])
+    if "trace" in results:
+        lines += trace.section(results["trace"], trace.before())
     lines += [
         "## Reproduce",
         "",

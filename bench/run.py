@@ -234,6 +234,11 @@ def main() -> int:
 
             with cluster_lock():
                 results["cluster"] = cluster.run(args, peers)
+                from bench import trace  # noqa: PLC0415 - as above
+                from tests.harness.cluster import evidence_cluster  # noqa: PLC0415
+
+                print("bench: one enforced alert, call by call", file=sys.stderr, flush=True)
+                results["trace"] = trace.run(evidence_cluster())
     results["seconds"] = round(time.monotonic() - started, 1)
     results["machine"]["load_average_at_end"] = round(os.getloadavg()[0], 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
