@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import socket
@@ -140,12 +141,23 @@ async def memory(
         try:
             first = k * per_conn
             for offset in range(0, per_conn, batch):
-                body = mix.ndjson(first + offset, min(batch, per_conn - offset))
-                status = await conn.post(PATH, body, b"application/x-ndjson")
-                while status == 503:  # queue full: back off and resend, as a forwarding agent would
+                start, count = first + offset, min(batch, per_conn - offset)
+                status, reply = await conn.request(
+                    b"POST", PATH, mix.ndjson(start, count), b"application/x-ndjson"
+                )
+                while status == 503:
+                    # Queue full: the first ``accepted`` alerts of the batch were queued. Back off and
+                    # resend the rest, as a forwarding agent would, so no alert is sent twice.
+                    done = int(json.loads(reply).get("accepted") or 0)
+                    start, count = start + done, count - done
+                    if count <= 0:
+                        status = 202
+                        break
                     retries += 1
                     await asyncio.sleep(0.05)
-                    status = await conn.post(PATH, body, b"application/x-ndjson")
+                    status, reply = await conn.request(
+                        b"POST", PATH, mix.ndjson(start, count), b"application/x-ndjson"
+                    )
                 if status != 202:
                     raise RuntimeError(f"batch refused with HTTP {status}")
         finally:
