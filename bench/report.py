@@ -116,7 +116,10 @@ def fmt(v: float, digits: int = 1) -> str:
 
 
 def ratio(teflon: float, peer: float) -> str:
-    return f"{teflon / peer:.2f}×" if peer else "—"
+    if not peer:
+        return "—"
+    value = teflon / peer
+    return f"{value:.2f}×" if value >= 0.1 else f"{value:.2g}× (1/{peer / teflon:,.0f})"
 
 
 def peer_section(peers: dict[str, Any]) -> list[str]:
