@@ -402,6 +402,88 @@ def test_in_enforce_mode_the_pod_is_deleted_replaced_and_the_response_recorded(
     assert f"Deployment {namespace}/web is held until" in proc.stderr
 
 
+def _hpa_on(name: str, namespace: str, described: dict[str, str], lo: int, hi: int) -> dict[str, Any]:
+    """An HPA scaling Deployment ``name`` on the alert rate of ``described`` (10 per replica)."""
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": lo,
+            "maxReplicas": hi,
+            "metrics": [
+                {
+                    "type": "Object",
+                    "object": {
+                        "describedObject": described,
+                        "metric": {"name": "falco_alerts_per_minute"},
+                        "target": {"type": "AverageValue", "averageValue": "10"},
+                    },
+                }
+            ],
+            "behavior": {
+                "scaleUp": {
+                    "stabilizationWindowSeconds": 0,
+                    "policies": [{"type": "Percent", "value": 200, "periodSeconds": 5}],
+                }
+            },
+        },
+    }
+
+
+def test_the_guardrail_holds_the_attacked_workloads_replicas_while_an_alert_handler_scales_out(
+    cluster: Cluster, stack: ChartStack, namespace: str, policy_mode: Callable[[str], None]
+) -> None:
+    """web scales on its own alert rate, analyzer on its namespace's; an attack on web is enforced."""
+    policy_mode("enforce")
+    stack.restart("webhook")  # fresh budgets and breaker, whatever earlier tests spent
+    cluster.apply(deployment("web", namespace, 2))
+    cluster.apply(deployment("analyzer", namespace, 1))
+    pods = wait_ready_pods(cluster, namespace, "web", 2)
+    wait_ready_pods(cluster, namespace, "analyzer", 1)
+    web_ref = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
+    cluster.apply(_hpa_on("web", namespace, web_ref, 2, 6))
+    cluster.apply(
+        _hpa_on("analyzer", namespace, {"apiVersion": "v1", "kind": "Namespace", "name": namespace}, 1, 4)
+    )
+    with httpx.Client(timeout=5) as client:
+        falco.post(client, ingest_url(stack), [falco.terminal_shell(pods[0])])  # enforced: deleted
+        cluster.wait_until(
+            lambda: (
+                samples(stack, "teflon_webhook_actions_total", result="applied", namespace=namespace) or None
+            ),
+            30,
+            "the enforced response",
+        )
+        # The attack goes on: 50 alerts about web's other pod within the one-minute window.
+        for i in range(50):
+            falco.post(client, ingest_url(stack, i % 2), [falco.contact_api_server(pods[1])])
+
+    def hpa(name: str) -> dict[str, Any]:
+        return dict(
+            cluster.request(
+                "GET", f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers/{name}"
+            )
+        )
+
+    # The handler scales with the alert rate (51 per minute, 10 per replica: capped at 4).
+    cluster.wait_until(
+        lambda: replicas(cluster, namespace, "analyzer") == 4, 90, "analyzer to scale out to 4"
+    )
+    # web holds: its metric is an error while it is held, so its HPA keeps 2 replicas.
+    cluster.wait_until(
+        lambda: _condition(hpa("web"), "ScalingActive").get("status") == "False", 30, "web's HPA to hold"
+    )
+    assert _condition(hpa("web"), "ScalingActive")["reason"] == "FailedGetObjectMetric"
+    seen = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        seen.append(replicas(cluster, namespace, "web"))
+        time.sleep(5)
+    assert set(seen) == {2}, seen
+
+
 def test_an_alert_naming_a_pod_on_another_node_is_refused(
     cluster: Cluster, stack: ChartStack, namespace: str, policy_mode: Callable[[str], None]
 ) -> None:
