@@ -265,7 +265,18 @@ def section(trace: Mapping[str, Any], before: Mapping[str, Any] | None = None) -
             *_table(sc),
             "",
         ]
-    lines += [END, ""]
+    lines += [
+        "How to read it: the call counts are the result. One run's milliseconds move by more than a call",
+        "costs (compare the PATCH and DELETE rows of two runs), so the 3 to 5 ms a removed GET took shows",
+        "reliably only in the counts and in the medians of the reaction benchmark (section 2). The pod is",
+        "read once per alert and that read serves the decisions, the workload and the action; the owner",
+        "read before the claim happens on the first alert about a workload only (cached five minutes); a",
+        "removal reads the ReplicaSet again, fresh, because `minHealthyReplicas` must count the ready",
+        "replicas as they are now (docs/design.md, *What is read, and when*).",
+        "",
+        END,
+        "",
+    ]
     return lines
 
 
