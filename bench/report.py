@@ -426,6 +426,8 @@ def write(results: dict[str, Any]) -> None:
         lines += transport.section(results["transport"])
     if "trace" in results:
         lines += trace.section(results["trace"], trace.before())
+    else:  # a run without the control-plane phases keeps the trace section the page has
+        lines += trace.kept_section(DOC.read_text() if DOC.exists() else "")
     lines += [
         "## Reproduce",
         "",

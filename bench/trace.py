@@ -285,6 +285,14 @@ def before() -> dict[str, Any] | None:
     return json.loads(BEFORE.read_text()) if BEFORE.exists() else None
 
 
+def kept_section(page: str) -> list[str]:
+    """The trace section of ``page`` as it stands (BEGIN to END), or nothing when it has none."""
+    if BEGIN not in page or END not in page:
+        return []
+    body = page.split(BEGIN, 1)[1].split(END, 1)[0]
+    return [*(BEGIN + body + END).split("\n"), ""]
+
+
 def write_section(trace: Mapping[str, Any]) -> None:
     """Replace the trace section of docs/benchmarks.md in place (or add it before "Reproduce")."""
     block = "\n".join(section(trace, before()))
