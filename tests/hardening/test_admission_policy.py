@@ -13,12 +13,15 @@ import ssl
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 import yaml
 
+from teflon.webhook.objects import PodRef
+from teflon.webhook.quarantine import Plan, QuarantineOrder, detach_patch
 from tests.chart.rendering import CHART, helm_binary
 from tests.harness.cluster import ApiError, Cluster
 
@@ -29,7 +32,13 @@ POLICY = {
     "rules": [
         {
             "name": "respond",
-            "actions": [{"type": "label"}, {"type": "isolate"}, {"type": "evict"}, {"type": "delete"}],
+            "actions": [
+                {"type": "label"},
+                {"type": "isolate"},
+                {"type": "evict"},
+                {"type": "delete"},
+                {"type": "quarantine"},
+            ],
         }
     ],
 }
@@ -308,3 +317,37 @@ def test_network_policy_writes_are_limited_to_teflon_isolation_policies(
     replaced = isolation_policy(workload_ns, "teflon-isolate-users")
     replaced["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
     assert refused_by_policy(webhook.call("PUT", f"{base}/teflon-isolate-users", replaced), OWN_POLICIES)
+
+
+def test_the_real_quarantine_patch_passes_and_a_bare_label_removal_does_not(
+    cluster: Cluster, webhook: Webhook, workload_ns: str
+) -> None:
+    created = cluster.request(
+        "POST",
+        f"/api/v1/namespaces/{workload_ns}/pods",
+        pod("shop-1", workload_ns, {"app": "shop", "tier": "web"}),
+    )
+    path = f"/api/v1/namespaces/{workload_ns}/pods/shop-1"
+    patch = "application/json-patch+json"
+    bare = webhook.call("PATCH", path, label_patch("app", None), patch)
+    assert refused_by_policy(bare, OWN_LABELS), bare.text
+    now = datetime.now(UTC)
+    order = QuarantineOrder(
+        pod=PodRef(workload_ns, "shop-1", created["metadata"]["uid"]),
+        plan=Plan.REPLACE,
+        controller=None,
+        rule="respond",
+        alert_rule="Terminal shell in container",
+        alert_priority="critical",
+        alert_output="A shell was spawned",
+        at=now,
+        ttl_seconds=3600,
+        record_namespace=webhook.release_ns,
+        holder="teflon-webhook-0",
+    )
+    ops, removed = detach_patch(created, order, ["app"])
+    assert removed == {"app": "shop"}
+    answer = webhook.call("PATCH", path, ops, patch)
+    assert answer.status_code == 200, answer.text
+    labels = cluster.request("GET", path)["metadata"]["labels"]
+    assert labels == {"tier": "web", QUARANTINE: "true"}
