@@ -11,7 +11,18 @@ from typing import Any
 
 import httpx
 
-from scripts.demo.common import APP, CLUSTER_STATE, ENFORCE, NAMESPACE, RELEASE, ROOT, SHOP, cluster, say
+from scripts.demo.common import (
+    APP,
+    CLUSTER_STATE,
+    ENFORCE,
+    HANDLER,
+    NAMESPACE,
+    RELEASE,
+    ROOT,
+    SHOP,
+    cluster,
+    say,
+)
 from scripts.demo.supervisor import wait_ready
 from scripts.demo.watch import Phase, Watch, hpa_reading
 from tests.harness import falco
@@ -57,23 +68,22 @@ def run_phase(c: Cluster, status: dict[str, Any], phase: Phase) -> None:
             pod = alert["output_fields"]["k8s.pod.name"]
             say(f"   {watch.clock():>5} ☠ {pod:<30} {what:<44} → Falco: {alert['rule']}")
         post(status, alert, counter)
-    say(f"   {watch.clock():>5}   the flood stops; watching the HPA scale back in")
+    say(f"   {watch.clock():>5}   the flood stops; watching the HPAs scale back in")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         watch.tick()
         desired, metric = watch.hpa()
-        if (
-            metric == 0.0
-            and desired == 3
-            and int(
-                c.request("GET", f"/apis/apps/v1/namespaces/{SHOP}/deployments/{APP}")["spec"]["replicas"]
-            )
-            == 3
-        ):
+        # Enforced, storefront's metric is held (an error): its replicas are all there is to watch.
+        settled = phase.mode == "enforce" or (metric == 0.0 and desired == 3)
+        if settled and _replicas(c, APP) == 3 and _replicas(c, HANDLER) == 1:
             break
         time.sleep(0.5)
     watch.line()
     phase.seconds = time.monotonic() - watch.start
+
+
+def _replicas(c: Cluster, name: str) -> int:
+    return int(c.request("GET", f"/apis/apps/v1/namespaces/{SHOP}/deployments/{name}")["spec"]["replicas"])
 
 
 def noise(c: Cluster, i: int) -> dict[str, Any]:
@@ -83,18 +93,25 @@ def noise(c: Cluster, i: int) -> dict[str, Any]:
 
 
 def reset_workload(c: Cluster) -> None:
-    try:
-        c.request("DELETE", f"/apis/apps/v1/namespaces/{SHOP}/deployments/{APP}")
-    except ApiError as exc:
-        if exc.status != 404:
-            raise
+    for name in (APP, HANDLER):
+        try:
+            c.request("DELETE", f"/apis/apps/v1/namespaces/{SHOP}/deployments/{name}")
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+    for pod in c.request("GET", f"/api/v1/namespaces/{SHOP}/pods")["items"]:
+        # Pods kept in quarantine by the last phase: they are bare now, nothing else removes them.
+        if "teflon.io/quarantined-at" in (pod["metadata"].get("annotations") or {}):
+            c.request("DELETE", f"/api/v1/namespaces/{SHOP}/pods/{pod['metadata']['name']}")
     for np in c.request("GET", f"/apis/networking.k8s.io/v1/namespaces/{SHOP}/networkpolicies")["items"]:
         c.request(
             "DELETE", f"/apis/networking.k8s.io/v1/namespaces/{SHOP}/networkpolicies/{np['metadata']['name']}"
         )
     c.wait_until(lambda: not ready_pods(c, SHOP, APP) or None, 60, "the previous storefront to go")
     c.apply(deployment(APP, SHOP, 3))
+    c.apply(deployment(HANDLER, SHOP, 1))
     c.wait_until(lambda: len(ready_pods(c, SHOP, APP)) == 3 or None, 60, "3 ready storefront pods")
+    c.wait_until(lambda: len(ready_pods(c, SHOP, HANDLER)) == 1 or None, 60, "1 ready analyzer pod")
     # The HPA needs one reading before the attack starts, so the table shows it from the first line.
     c.wait_until(lambda: hpa_reading(c)[1] is not None or None, 60, "the HPA's first reading")
 
@@ -138,13 +155,16 @@ def summary(phases: list[Phase], seconds: float) -> None:
     rows: list[tuple[str, Callable[[Phase], str]]] = [
         ("Falco alerts received", lambda p: f"{int(p.alerts)}"),
         ("decisions recorded as dry run", lambda p: f"{int(p.would)}"),
+        ("pods quarantined (kept, isolated)", lambda p: f"{int(p.applied.get('quarantine', 0))}"),
+        ("slowest replacement ready", lambda p: f"{max(p.replaced_in):.1f}s" if p.replaced_in else "-"),
+        ("fewest ready storefront pods", lambda p: f"{p.min_ready}"),
         ("pods labelled", lambda p: f"{int(p.applied.get('label', 0))}"),
-        ("pods isolated (NetworkPolicy)", lambda p: f"{int(p.applied.get('isolate', 0))}"),
         ("pods deleted", lambda p: f"{int(p.applied.get('delete', 0))}"),
         ("repeat alerts deduplicated", lambda p: f"{int(p.deduped)}"),
         ("responses refused by guards", lambda p: f"{int(p.skipped)}"),
         ("peak falco_alerts_per_minute", lambda p: f"{p.peak_metric:.0f}"),
-        ("peak storefront replicas", lambda p: f"{p.peak_replicas}"),
+        ("peak storefront replicas (held)", lambda p: f"{p.peak_replicas}"),
+        ("peak analyzer replicas", lambda p: f"{p.peak_handler}"),
         ("phase duration", lambda p: f"{p.seconds:.0f}s"),
     ]
     say(f"   {'':<32}" + "".join(f"{p.title:>16}" for p in phases))
@@ -159,6 +179,7 @@ def summary(phases: list[Phase], seconds: float) -> None:
     labels = "teflon.io/quarantined,teflon.io/credentials-read"
     say(f"   kubectl -n {SHOP} get pods,hpa,networkpolicies -L {labels}")
     say(f"   kubectl -n {SHOP} get events --field-selector reportingComponent=teflon.io/webhook")
+    say(f"   TEFLON_NAMESPACE={NAMESPACE} scripts/kubectl-teflon quarantine list")
     say(
         "   kubectl get --raw "
         f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{SHOP}/deployments.apps/{APP}/falco_alerts_per_minute"

@@ -13,6 +13,7 @@ NAMESPACE = "teflon-demo"
 RELEASE = "teflon"
 SHOP = "shop"
 APP = "storefront"
+HANDLER = "analyzer"  # scales on the namespace's alert rate: the workload that handles alerts
 HERE = Path(__file__).resolve().parent
 VALUES = [PROCESS_VALUES, HERE / "values.yaml"]
 ENFORCE = [*VALUES, HERE / "enforce.yaml"]

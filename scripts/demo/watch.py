@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from scripts.demo.common import APP, SHOP, say
+from scripts.demo.common import APP, HANDLER, SHOP, say
 from tests.harness.cluster import ApiError, Cluster
 from tests.harness.prom import metric_sum
 from tests.harness.workloads import quantity, ready_pods
@@ -53,7 +53,10 @@ class Phase:
     deduped: float = 0.0
     policies: int = 0
     peak_replicas: int = 0
+    peak_handler: int = 0
     peak_metric: float = 0.0
+    min_ready: int = 0
+    replaced_in: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -68,6 +71,7 @@ class Watch:
         self.seen_events: set[str] = set()
         self.next_line = 0.0
         self.header_done = False
+        self.pending: dict[str, float] = {}  # quarantined pod -> when its quarantine Event appeared
         for e in self._events():
             self.seen_events.add(e["metadata"]["uid"])
 
@@ -98,9 +102,26 @@ class Watch:
             )
             mark = "⚑" if e["reason"] == "TeflonDryRun" else ("✔" if e["reason"] == "TeflonApplied" else "·")
             say(f"   {self.clock():>5} {mark} {pod:<30} {note:<44} ← {rule}")
+            if e["reason"] == "TeflonApplied" and e.get("action") == "Quarantine":
+                self.pending[pod] = time.monotonic()
+        self._replacements()
         if time.monotonic() >= self.next_line:
             self.next_line = time.monotonic() + 5
             self.line()
+
+    def _replacements(self) -> None:
+        """Time each quarantined pod's replacement: until the Deployment's ready pods are whole again."""
+        if not self.pending:
+            return
+        ready = ready_pods(self.c, SHOP, APP)
+        dep = self.c.request("GET", f"/apis/apps/v1/namespaces/{SHOP}/deployments/{APP}")
+        names = {p["metadata"]["name"] for p in ready}
+        for pod, since in list(self.pending.items()):
+            if pod not in names and len(ready) >= int(dep["spec"]["replicas"]):
+                seconds = time.monotonic() - since
+                self.phase.replaced_in.append(seconds)
+                say(f"   {self.clock():>5}   {pod} replaced: {len(ready)} ready again after {seconds:.1f}s")
+                del self.pending[pod]
 
     def line(self) -> None:
         samples = webhook_metrics(self.status)
@@ -111,12 +132,15 @@ class Watch:
         ph.skipped = total(samples, "teflon_webhook_actions_total", result="skipped") - ph.deduped
         ph.applied = {
             a: total(samples, "teflon_webhook_actions_total", result="applied", action=a)
-            for a in ("label", "isolate", "evict", "delete")
+            for a in ("label", "isolate", "evict", "delete", "quarantine")
         }
         ready = ready_pods(self.c, SHOP, APP)
         dep = self.c.request("GET", f"/apis/apps/v1/namespaces/{SHOP}/deployments/{APP}")
         desired, metric = self.hpa()
         ph.peak_replicas = max(ph.peak_replicas, int(dep["spec"]["replicas"]))
+        handler = self.c.request("GET", f"/apis/apps/v1/namespaces/{SHOP}/deployments/{HANDLER}")
+        ph.peak_handler = max(ph.peak_handler, int(handler["spec"]["replicas"]))
+        ph.min_ready = min(ph.min_ready, len(ready)) if ph.min_ready else len(ready)
         if metric is not None:
             ph.peak_metric = max(ph.peak_metric, metric)
         ph.policies = len(
@@ -136,5 +160,5 @@ class Watch:
             else f"{acted} applied, {int(ph.deduped)} repeats"
         )
         pods = f"{len(ready)}/{dep['spec']['replicas']} ready"
-        hpa = f"{metric:5.1f}/min → {desired} replicas" if metric is not None else "(no reading yet)"
+        hpa = f"{metric:5.1f}/min → {desired} replicas" if metric is not None else "(held: no reading)"
         say(f"   {self.clock():>5}│ {int(ph.alerts):>6} │ {responses:<24} │ {pods:<18} │ {hpa}")
